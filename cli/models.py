@@ -1,0 +1,29 @@
+"""`mmstream models`: resolve every configured model and show where it is and its sha256."""
+
+from __future__ import annotations
+
+import json
+
+from shared.config import Settings
+from shared.errors import ModelError
+from shared.models import resolve_model
+
+
+def list_models(settings: Settings, *, as_json: bool) -> int:
+    configured = {"decoder": (settings.decoder_model, settings.decoder_model_sha256)}
+    rows = []
+    failed = False
+    for role, (spec, sha) in configured.items():
+        try:
+            m = resolve_model(spec, settings.models_dir, allow_downloads=settings.allow_downloads, expected_sha256=sha)
+            rows.append({"role": role, "spec": spec, "path": str(m.path), "sha256": m.sha256, "source": m.source})
+        except ModelError as exc:
+            failed = True
+            rows.append({"role": role, "spec": spec, "error": str(exc)})
+    if as_json:
+        print(json.dumps(rows, indent=2))
+    else:
+        for r in rows:
+            detail = f"{r['path']}\n    sha256 {r['sha256']} ({r['source']})" if "path" in r else f"ERROR {r['error']}"
+            print(f"{r['role']:<8} {r['spec']}\n    {detail}")
+    return 1 if failed else 0

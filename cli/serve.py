@@ -1,0 +1,21 @@
+"""Run the gateway under uvicorn."""
+
+from __future__ import annotations
+
+import uvicorn
+
+from gateway.app import create_app
+from shared.config import Settings
+
+
+def serve_gateway(settings: Settings) -> None:
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        # Frames up to 4x our limit reach the app, which answers them with an error event;
+        # beyond that uvicorn closes the socket (1009) without buffering more.
+        ws_max_size=settings.max_ws_message_bytes * 4,
+        log_level=settings.log_level.lower(),
+        access_log=False,
+    )

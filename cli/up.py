@@ -1,0 +1,134 @@
+"""`mmstream up`: the whole service on one machine, under one supervisor.
+
+Starts a Redis-compatible server if none answers at the configured URL, one worker process per
+kind and the gateway, each in its own process group. A worker that dies is restarted (a few times
+a minute at most); Ctrl-C or SIGTERM stops every child cleanly, then anything left is killed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from types import FrameType
+
+from cli.redis_server import local_port, reachable, start_server
+from shared.config import WORKER_KINDS, Settings
+
+log = logging.getLogger("mmstream.up")
+
+_STOP_GRACE_S = 15.0
+_MAX_RESTARTS_PER_MIN = 5
+
+
+@dataclass
+class _Child:
+    name: str
+    args: list[str]
+    proc: subprocess.Popen[bytes] | None = None
+    restarts: list[float] = field(default_factory=list)
+
+    def start(self, env: dict[str, str]) -> None:
+        self.proc = subprocess.Popen(self.args, env=env, start_new_session=True)
+        log.info("started %s (pid %d)", self.name, self.proc.pid)
+
+
+def up(settings: Settings) -> int:
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        log.info("received %s; stopping", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+
+    redis_proc = None
+    if not reachable(settings.redis_url):
+        port = local_port(settings.redis_url)
+        if port is None:
+            log.error("Redis at %s does not answer and is not on this machine", settings.redis_url)
+            return 1
+        log.info("no Redis at %s; starting one", settings.redis_url)
+        redis_proc = start_server(port, data_dir=settings.models_dir.parent / "redis")
+
+    env = {
+        **os.environ,
+        "MMSTREAM_HOST": settings.host,
+        "MMSTREAM_PORT": str(settings.port),
+        "MMSTREAM_REDIS_URL": settings.redis_url,
+        "PYTHONUNBUFFERED": "1",
+    }
+    cmd = [sys.executable, "-m", "cli.main"]
+    workers = [_Child(f"{kind} worker", [*cmd, "worker", kind]) for kind in WORKER_KINDS]
+    gateway = _Child("gateway", [*cmd, "gateway"])
+    children = [*workers, gateway]
+    for child in children:
+        child.start(env)
+    threading.Thread(target=_announce, args=(settings, stop), daemon=True).start()
+
+    code = 0
+    try:
+        while not stop.wait(0.5):
+            if gateway.proc is not None and gateway.proc.poll() is not None:
+                log.error("the gateway exited with %s; stopping", gateway.proc.returncode)
+                code = 1
+                break
+            for child in workers:
+                if child.proc is not None and child.proc.poll() is not None and not _restart(child, env):
+                    code = 1
+                    stop.set()
+    finally:
+        _stop_all(children)
+        if redis_proc is not None:
+            redis_proc.terminate()
+            redis_proc.wait(timeout=_STOP_GRACE_S)
+    log.info("stopped")
+    return code
+
+
+def _restart(child: _Child, env: dict[str, str]) -> bool:
+    now = time.monotonic()
+    child.restarts = [t for t in child.restarts if now - t < 60] + [now]
+    if len(child.restarts) > _MAX_RESTARTS_PER_MIN:
+        log.error("%s keeps exiting; giving up", child.name)
+        return False
+    assert child.proc is not None
+    log.warning("%s exited with %s; restarting", child.name, child.proc.returncode)
+    child.start(env)
+    return True
+
+
+def _stop_all(children: list[_Child]) -> None:
+    running = [c for c in children if c.proc is not None and c.proc.poll() is None]
+    for child in running:
+        assert child.proc is not None
+        child.proc.terminate()
+    deadline = time.monotonic() + _STOP_GRACE_S
+    for child in running:
+        assert child.proc is not None
+        try:
+            child.proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            log.warning("%s did not stop in time; killing it", child.name)
+            os.killpg(child.proc.pid, signal.SIGKILL)
+            child.proc.wait()
+
+
+def _announce(settings: Settings, stop: threading.Event) -> None:
+    """Tell the person at the terminal when the service is ready, and where."""
+    base = f"http://{settings.host}:{settings.port}"
+    while not stop.wait(1.0):
+        try:
+            with urllib.request.urlopen(f"{base}/readyz", timeout=2) as reply:  # noqa: S310 - local URL
+                if reply.status == 200:
+                    log.info("ready: ws://%s:%d/v1/realtime  (try: mmstream chat)", settings.host, settings.port)
+                    return
+        except OSError:
+            continue

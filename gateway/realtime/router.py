@@ -1,0 +1,42 @@
+"""The `/v1/realtime` endpoint."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, WebSocket
+
+from gateway.realtime.connection import RealtimeConnection
+from gateway.services import Services
+from shared.messages import ErrorDetail, ErrorEvent
+
+router = APIRouter()
+
+
+@router.websocket("/v1/realtime")
+async def realtime(ws: WebSocket, model: str | None = None) -> None:
+    """A text conversation over the OpenAI Realtime protocol (GA event names).
+
+    1. The client connects (optionally `?model=<served model>`); the server sends `session.created`.
+    2. `session.update` changes instructions, temperature or max_output_tokens -> `session.updated`.
+    3. `conversation.item.create` adds a message (`input_text` parts) -> `conversation.item.added`,
+       `conversation.item.created` (beta name) and `conversation.item.done`.
+    4. `response.create` starts a reply from the whole conversation -> `response.created`,
+       `response.output_item.added`, `response.content_part.added`, `response.output_text.delta`...,
+       `response.output_text.done`, `response.content_part.done`, `response.output_item.done`,
+       `response.done` (status completed, cancelled, incomplete or failed, with usage).
+       One response runs at a time; a second `response.create` meanwhile gets an error.
+    5. `response.cancel` stops the running response (status `cancelled`); so does disconnecting.
+    Any bad event gets an `error` event and the connection stays open.
+    """
+    services: Services = ws.app.state.services
+    await ws.accept()
+    if model is not None and not services.settings.accepts_model(model):
+        error = ErrorDetail(
+            type="invalid_request_error",
+            code="model_not_found",
+            param="model",
+            message=f"Model {model!r} is not served here; use {services.settings.served_model_name!r}.",
+        )
+        await ws.send_text(ErrorEvent(error=error).model_dump_json())
+        await ws.close(code=1008)
+        return
+    await RealtimeConnection(ws, services).run()

@@ -1,0 +1,38 @@
+"""What the gateway builds once at startup and hands to every route."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import redis.asyncio as aioredis
+from celery import Celery
+
+from shared.celery_app import create_celery
+from shared.clients import DecoderClient
+from shared.config import Settings
+from shared.keys import Keys
+from shared.response_state import AsyncResponseStore
+from shared.sessions import SessionStore
+
+
+@dataclass(frozen=True)
+class Services:
+    settings: Settings
+    keys: Keys
+    redis: aioredis.Redis
+    celery: Celery
+    sessions: SessionStore
+    decoder: DecoderClient
+
+    @classmethod
+    def build(cls, settings: Settings) -> Services:
+        keys = Keys(settings.key_prefix)
+        client = aioredis.Redis.from_url(settings.redis_url, health_check_interval=30)
+        celery = create_celery(settings)
+        sessions = SessionStore(client, keys, ttl_s=settings.session_ttl_s, max_items=settings.max_conversation_items)
+        responses = AsyncResponseStore(client, keys, ttl_s=settings.session_ttl_s)
+        return cls(settings, keys, client, celery, sessions, DecoderClient(responses, celery, settings))
+
+    async def close(self) -> None:
+        await self.redis.aclose()
+        self.celery.close()

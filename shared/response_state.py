@@ -1,0 +1,222 @@
+"""A response's life in Redis, changed only by atomic scripts.
+
+Keys (see `Keys`): a state hash (`status`, `attempt`, `owner`, `queued_at`), an event stream that
+ends with exactly one `final` entry, a cancel flag and the owning worker's lease.
+
+    queued --claim--> running --finish--> completed | cancelled | incomplete | failed
+       ^                 |
+       +----requeue------+   (lease expired: the worker died; the gateway sends the task again)
+
+Every transition is a Lua script, so a worker, a redelivered copy of its task and the gateway
+never both act on one response: a task that finds the response final does nothing.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any, Final, Literal
+
+import redis
+import redis.asyncio as aioredis
+
+from shared.keys import Keys
+from shared.messages import ResponseFinal, TokenDelta, stream_event_adapter
+
+QUEUED: Final = "queued"
+RUNNING: Final = "running"
+EVENT_FIELD: Final = "m"
+
+ClaimResult = Literal["ok", "final", "busy", "missing", "exhausted"]
+FinishMode = Literal["owner", "unclaimed", "any"]
+
+# KEYS: state, lease, events. ARGV: owner, lease_ms, max_attempts, exhausted_final_json, ttl_s
+_CLAIM = """
+local st = redis.call('HGET', KEYS[1], 'status')
+if not st then return 'missing' end
+if st ~= 'queued' and st ~= 'running' then return 'final' end
+if redis.call('EXISTS', KEYS[2]) == 1 then return 'busy' end
+local attempt = redis.call('HINCRBY', KEYS[1], 'attempt', 1)
+if attempt > tonumber(ARGV[3]) then
+  redis.call('HSET', KEYS[1], 'status', 'failed')
+  redis.call('XADD', KEYS[3], '*', 'm', ARGV[4])
+  redis.call('EXPIRE', KEYS[3], ARGV[5])
+  return 'exhausted'
+end
+redis.call('HSET', KEYS[1], 'status', 'running', 'owner', ARGV[1])
+redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
+return 'ok'
+"""
+
+# KEYS: lease. ARGV: owner, lease_ms
+_RENEW = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+"""
+
+# KEYS: lease, events. ARGV: owner, ttl_s, entry_json...
+_APPEND = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+for i = 3, #ARGV do redis.call('XADD', KEYS[2], '*', 'm', ARGV[i]) end
+redis.call('EXPIRE', KEYS[2], ARGV[2])
+return 1
+"""
+
+# KEYS: state, lease, events. ARGV: mode, owner, status, final_json, ttl_s
+_FINISH = """
+local st = redis.call('HGET', KEYS[1], 'status')
+if st ~= 'queued' and st ~= 'running' then return 0 end
+if ARGV[1] == 'owner' and redis.call('GET', KEYS[2]) ~= ARGV[2] then return 0 end
+if ARGV[1] == 'unclaimed' and (st ~= 'queued' or redis.call('EXISTS', KEYS[2]) == 1) then return 0 end
+redis.call('HSET', KEYS[1], 'status', ARGV[3])
+redis.call('XADD', KEYS[3], '*', 'm', ARGV[4])
+redis.call('DEL', KEYS[2])
+redis.call('EXPIRE', KEYS[1], ARGV[5])
+redis.call('EXPIRE', KEYS[3], ARGV[5])
+return 1
+"""
+
+# KEYS: state, lease. A running response whose lease has expired goes back to the queue.
+_REQUEUE = """
+if redis.call('HGET', KEYS[1], 'status') == 'running' and redis.call('EXISTS', KEYS[2]) == 0 then
+  redis.call('HSET', KEYS[1], 'status', 'queued', 'queued_at', ARGV[1])
+  return 1
+end
+return 0
+"""
+
+
+def encode_event(event: TokenDelta | ResponseFinal) -> str:
+    return event.model_dump_json()
+
+
+def decode_event(fields: dict[Any, Any]) -> TokenDelta | ResponseFinal:
+    raw = fields.get(EVENT_FIELD) or fields.get(EVENT_FIELD.encode())
+    return stream_event_adapter.validate_json(raw)
+
+
+class _Store:
+    def __init__(self, keys: Keys, ttl_s: int) -> None:
+        self._keys = keys
+        self._ttl_s = ttl_s
+
+    def _finish_args(
+        self, response_id: str, mode: FinishMode, owner: str, final: ResponseFinal
+    ) -> dict[str, list[Any]]:
+        k = self._keys
+        return {
+            "keys": [k.response(response_id), k.response_lease(response_id), k.response_events(response_id)],
+            "args": [mode, owner, final.status, encode_event(final), self._ttl_s],
+        }
+
+
+class ResponseStore(_Store):
+    """The worker's side: claim a response, stream its tokens, finish it (synchronous redis-py)."""
+
+    def __init__(self, client: redis.Redis, keys: Keys, *, lease_ms: int, ttl_s: int) -> None:
+        super().__init__(keys, ttl_s)
+        self._r = client
+        self._lease_ms = lease_ms
+        self._claim = client.register_script(_CLAIM)
+        self._renew = client.register_script(_RENEW)
+        self._append = client.register_script(_APPEND)
+        self._finish = client.register_script(_FINISH)
+
+    def claim(self, response_id: str, owner: str, max_attempts: int) -> ClaimResult:
+        k = self._keys
+        exhausted = ResponseFinal(
+            status="failed",
+            error_code="server_error",
+            error_message=f"The response failed {max_attempts} times on the decoder; giving up.",
+        )
+        result = self._claim(
+            keys=[k.response(response_id), k.response_lease(response_id), k.response_events(response_id)],
+            args=[owner, self._lease_ms, max_attempts, encode_event(exhausted), self._ttl_s],
+        )
+        return _text(result)  # type: ignore[return-value]
+
+    def renew(self, response_id: str, owner: str) -> bool:
+        return bool(self._renew(keys=[self._keys.response_lease(response_id)], args=[owner, self._lease_ms]))
+
+    def append(self, response_id: str, owner: str, deltas: Sequence[TokenDelta]) -> bool:
+        """Add deltas to the stream, only while this worker still holds the lease."""
+        k = self._keys
+        entries = [encode_event(d) for d in deltas]
+        keys = [k.response_lease(response_id), k.response_events(response_id)]
+        return bool(self._append(keys=keys, args=[owner, self._ttl_s, *entries]))
+
+    def finish(self, response_id: str, owner: str, final: ResponseFinal) -> bool:
+        return bool(self._finish(**self._finish_args(response_id, "owner", owner, final)))
+
+    def release(self, response_id: str, owner: str) -> None:
+        """Give a running response up (worker shutting down) so that another worker continues it."""
+        lease = self._keys.response_lease(response_id)
+        if _text(self._r.get(lease)) == owner:
+            self._r.delete(lease)
+
+    def is_cancelled(self, response_id: str) -> bool:
+        return bool(self._r.exists(self._keys.response_cancel(response_id)))
+
+    def generated_so_far(self, response_id: str) -> tuple[list[int], str]:
+        """Token ids and text a previous attempt already streamed; a new attempt continues after them."""
+        ids: list[int] = []
+        text: list[str] = []
+        for _, fields in self._r.xrange(self._keys.response_events(response_id)):  # type: ignore[union-attr]
+            event = decode_event(fields)
+            if isinstance(event, TokenDelta):
+                ids.extend(event.token_ids)
+                text.append(event.text)
+        return ids, "".join(text)
+
+
+class AsyncResponseStore(_Store):
+    """The gateway's side: create a response, read its events, cancel it, notice a dead worker."""
+
+    def __init__(self, client: aioredis.Redis, keys: Keys, *, ttl_s: int) -> None:
+        super().__init__(keys, ttl_s)
+        self._r = client
+        self._finish = client.register_script(_FINISH)
+        self._requeue = client.register_script(_REQUEUE)
+
+    async def create(self, response_id: str, session_id: str) -> None:
+        key = self._keys.response(response_id)
+        async with self._r.pipeline(transaction=True) as pipe:
+            pipe.hset(key, mapping={"status": QUEUED, "attempt": 0, "session_id": session_id, "queued_at": time.time()})
+            pipe.expire(key, self._ttl_s)
+            await pipe.execute()
+
+    async def state(self, response_id: str) -> dict[str, str]:
+        raw = await self._r.hgetall(self._keys.response(response_id))  # type: ignore[misc]
+        return {_text(k): _text(v) for k, v in raw.items()}
+
+    async def lease_alive(self, response_id: str) -> bool:
+        return bool(await self._r.exists(self._keys.response_lease(response_id)))
+
+    async def read(self, response_id: str, after: str, block_ms: int) -> list[tuple[str, TokenDelta | ResponseFinal]]:
+        stream = self._keys.response_events(response_id)
+        reply = await self._r.xread({stream: after}, block=block_ms, count=256)
+        return [(_text(entry_id), decode_event(fields)) for _, entries in reply for entry_id, fields in entries]
+
+    async def request_cancel(self, response_id: str) -> None:
+        await self._r.set(self._keys.response_cancel(response_id), 1, ex=self._ttl_s)
+
+    async def finish_unclaimed(self, response_id: str, final: ResponseFinal) -> bool:
+        """End a response no worker has started (cancelled while queued, or no decoder came)."""
+        return bool(await self._finish(**self._finish_args(response_id, "unclaimed", "", final)))
+
+    async def finish_any(self, response_id: str, final: ResponseFinal) -> bool:
+        return bool(await self._finish(**self._finish_args(response_id, "any", "", final)))
+
+    async def requeue_if_abandoned(self, response_id: str) -> bool:
+        k = self._keys
+        return bool(
+            await self._requeue(keys=[k.response(response_id), k.response_lease(response_id)], args=[time.time()])
+        )
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bytes):
+        return value.decode()
+    return "" if value is None else str(value)

@@ -1,0 +1,124 @@
+"""A session's settings and conversation, kept in Redis so that no process holds them alone.
+
+The conversation is a hash (item id -> item JSON) plus a list giving the order. Every write
+refreshes the TTL of the session's keys, so an abandoned session disappears by itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import redis
+import redis.asyncio as aioredis
+
+from shared.errors import InvalidRequest
+from shared.keys import Keys
+from shared.messages import MessageItem, Session
+
+# KEYS: items, order. ARGV: item_id, item_json, previous_id ('' = append, '^' = insert first), max_items
+# Returns the id of the item now before it ('' if first), or an error when previous_id is unknown.
+_ADD_ITEM = """
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return redis.error_reply('duplicate') end
+local prev = ARGV[3]
+if prev == '' then
+  local last = redis.call('LINDEX', KEYS[2], -1)
+  redis.call('RPUSH', KEYS[2], ARGV[1])
+  prev = last or ''
+elseif prev == '^' then
+  redis.call('LPUSH', KEYS[2], ARGV[1])
+  prev = ''
+else
+  if redis.call('LINSERT', KEYS[2], 'AFTER', prev, ARGV[1]) <= 0 then
+    return redis.error_reply('unknown_previous')
+  end
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+-- Bounded conversation: the oldest items go first.
+while redis.call('LLEN', KEYS[2]) > tonumber(ARGV[4]) do
+  local old = redis.call('LPOP', KEYS[2])
+  redis.call('HDEL', KEYS[1], old)
+end
+return prev
+"""
+
+
+class SessionStore:
+    """The gateway's view of one session's state."""
+
+    def __init__(self, client: aioredis.Redis, keys: Keys, *, ttl_s: int, max_items: int) -> None:
+        self._r = client
+        self._keys = keys
+        self._ttl_s = ttl_s
+        self._max_items = max_items
+        self._add = client.register_script(_ADD_ITEM)
+
+    async def save(self, session: Session) -> None:
+        await self._r.set(self._keys.session(session.id), session.model_dump_json(), ex=self._ttl_s)
+
+    async def add_item(self, session_id: str, item: MessageItem, previous_item_id: str | None) -> str | None:
+        """Insert an item (after `previous_item_id`, or at the end) and return the id before it."""
+        assert item.id is not None
+        items, order = self._keys.session_items(session_id), self._keys.session_order(session_id)
+        try:
+            prev = await self._add(
+                keys=[items, order],
+                args=[item.id, item.model_dump_json(), previous_item_id or "", self._max_items],
+            )
+        except redis.ResponseError as exc:
+            if "duplicate" in str(exc):
+                raise InvalidRequest(f"Item {item.id} already exists.", param="item.id") from exc
+            raise InvalidRequest(
+                f"Previous item {previous_item_id} does not exist.",
+                code="item_not_found",
+                param="previous_item_id",
+            ) from exc
+        await self.touch(session_id)
+        prev_text = prev.decode() if isinstance(prev, bytes) else str(prev)
+        return prev_text or None
+
+    async def get_item(self, session_id: str, item_id: str) -> MessageItem:
+        raw = await self._r.hget(self._keys.session_items(session_id), item_id)  # type: ignore[misc]
+        if raw is None:
+            raise InvalidRequest(f"Item {item_id} does not exist.", code="item_not_found", param="item_id")
+        return MessageItem.model_validate_json(raw)
+
+    async def replace_item(self, session_id: str, item: MessageItem) -> None:
+        """Rewrite an item in place; one that has meanwhile been deleted stays deleted."""
+        assert item.id is not None
+        key = self._keys.session_items(session_id)
+        await self._r.eval(  # type: ignore[misc]
+            "if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) end",
+            1,
+            key,
+            item.id,
+            item.model_dump_json(),
+        )
+
+    async def delete_item(self, session_id: str, item_id: str) -> None:
+        removed = await self._r.hdel(self._keys.session_items(session_id), item_id)  # type: ignore[misc]
+        if not removed:
+            raise InvalidRequest(f"Item {item_id} does not exist.", code="item_not_found", param="item_id")
+        await self._r.lrem(self._keys.session_order(session_id), 0, item_id)  # type: ignore[misc]
+
+    async def item_ids(self, session_id: str) -> list[str]:
+        raw = await self._r.lrange(self._keys.session_order(session_id), 0, -1)  # type: ignore[misc]
+        return [r.decode() if isinstance(r, bytes) else r for r in raw]
+
+    async def touch(self, session_id: str) -> None:
+        k = self._keys
+        async with self._r.pipeline(transaction=False) as pipe:
+            for key in (k.session(session_id), k.session_items(session_id), k.session_order(session_id)):
+                pipe.expire(key, self._ttl_s)
+            await pipe.execute()
+
+    async def drop(self, session_id: str) -> None:
+        k = self._keys
+        await self._r.delete(k.session(session_id), k.session_items(session_id), k.session_order(session_id))
+
+
+def load_items(client: redis.Redis, keys: Keys, session_id: str, item_ids: Sequence[str]) -> list[MessageItem]:
+    """The worker's read of a conversation: the listed items that still exist, in order."""
+    if not item_ids:
+        return []
+    raw = client.hmget(keys.session_items(session_id), list(item_ids))
+    return [MessageItem.model_validate_json(r) for r in raw if r is not None]  # type: ignore[union-attr]

@@ -1,0 +1,1 @@
+"""The decoder worker kind: llama.cpp generation on the `decode` queue."""

@@ -1,0 +1,244 @@
+"""The decoding engine: one thread owns the model and steps every active sequence together.
+
+Callers hand it `Job`s and read `Token`/`Done` events from the job's queue. Each step builds one
+batch: a chunk of prompt for sequences still reading theirs, one token for each sequence that is
+generating. New jobs join between steps, finished ones leave, and each job samples with its own
+settings in its own slice of the KV cache. A slot keeps its cache after a job ends, so the next
+turn of the same conversation only evaluates what is new.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Literal
+
+from workers.decoder.llama import DecodeError, LlamaModel, Sampler, TextStream
+
+log = logging.getLogger(__name__)
+
+DoneStatus = Literal["completed", "cancelled", "incomplete", "failed"]
+
+
+@dataclass(frozen=True)
+class Token:
+    id: int
+    text: str
+
+
+@dataclass(frozen=True)
+class Done:
+    status: DoneStatus
+    reason: str | None = None
+    prompt_tokens: int = 0
+    cached_tokens: int = 0
+    output_tokens: int = 0
+    error: str | None = None
+
+
+EngineEvent = Token | Done
+
+
+@dataclass
+class Job:
+    """One response to generate: the prompt, tokens an earlier attempt produced, and limits."""
+
+    prompt: list[int]
+    max_new_tokens: int
+    temperature: float
+    top_p: float
+    seed: int
+    deadline: float  # time.monotonic() value
+    resume: list[int] = field(default_factory=list)
+    cancelled: threading.Event = field(default_factory=threading.Event)
+    events: queue.SimpleQueue[EngineEvent] = field(default_factory=queue.SimpleQueue)
+
+
+@dataclass
+class _Slot:
+    seq: int
+    cached: list[int] = field(default_factory=list)  # tokens whose KV this sequence holds
+    job: Job | None = None
+    pending: list[int] = field(default_factory=list)  # tokens still to evaluate
+    sampler: Sampler | None = None
+    text: TextStream = field(default_factory=TextStream)
+    generated: int = 0
+    cached_at_start: int = 0
+
+
+class Engine:
+    def __init__(self, model: LlamaModel) -> None:
+        self._model = model
+        self._slots = [_Slot(seq) for seq in range(model.n_seq)]
+        self._inbox: queue.Queue[Job | None] = queue.Queue()
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="decoder-engine", daemon=True)
+        self._thread.start()
+
+    @property
+    def model(self) -> LlamaModel:
+        return self._model
+
+    def submit(self, job: Job) -> None:
+        self._inbox.put(job)
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._inbox.put(None)
+        self._thread.join(timeout=10)
+
+    # --- the loop -------------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while not self._stopping.is_set():
+            self._admit()
+            active = [s for s in self._slots if s.job is not None]
+            if not active:
+                self._wait_for_job()
+                continue
+            self._enforce_limits(active)
+            try:
+                self._step([s for s in active if s.job is not None])
+            except Exception as exc:  # keep serving: fail the jobs in this step, drop their cache
+                log.exception("decode step failed")
+                for slot in active:
+                    if slot.job is not None:
+                        self._finish(slot, Done("failed", error=type(exc).__name__), drop_cache=True)
+        for slot in self._slots:
+            if slot.job is not None:
+                self._finish(slot, Done("failed", reason="shutdown", error="worker shutting down"))
+
+    def _wait_for_job(self) -> None:
+        job = self._inbox.get()
+        if job is not None:
+            self._inbox.put(job)  # admitted on the next turn, in arrival order
+            self._admit()
+
+    def _admit(self) -> None:
+        while any(s.job is None for s in self._slots):
+            try:
+                job = self._inbox.get_nowait()
+            except queue.Empty:
+                return
+            if job is None:
+                return
+            self._start(job)
+
+    def _start(self, job: Job) -> None:
+        tokens = job.prompt + job.resume
+        if len(tokens) + 1 >= self._model.n_ctx_per_seq:
+            job.events.put(Done("incomplete", reason="context_length_exceeded", prompt_tokens=len(job.prompt)))
+            return
+        # Reuse the free slot whose cache shares the longest prefix with this prompt.
+        free = [s for s in self._slots if s.job is None]
+        slot = max(free, key=lambda s: _common_prefix(s.cached, tokens))
+        # Keep at least one token to evaluate: its logits choose the first new token.
+        keep = min(_common_prefix(slot.cached, tokens), len(tokens) - 1)
+        self._model.forget(slot.seq, keep)
+        slot.cached = slot.cached[:keep]
+        slot.pending = tokens[keep:]
+        slot.job = job
+        slot.sampler = self._model.new_sampler(job.temperature, job.top_p, job.seed)
+        slot.text = TextStream()
+        slot.generated = 0
+        slot.cached_at_start = keep
+
+    def _enforce_limits(self, active: list[_Slot]) -> None:
+        now = time.monotonic()
+        for slot in active:
+            job = slot.job
+            assert job is not None
+            if job.cancelled.is_set():
+                self._finish(slot, self._done(slot, "cancelled", "client_cancelled"))
+            elif now > job.deadline:
+                self._finish(slot, self._done(slot, "failed", "time_limit", error="time limit reached"))
+
+    def _step(self, active: list[_Slot]) -> None:
+        """Evaluate one batch across sequences, then sample for each that finished its input."""
+        generating = [s for s in active if len(s.pending) == 1]
+        prompting = [s for s in active if len(s.pending) > 1]
+        budget = self._model.n_batch - len(generating)
+        entries: list[tuple[int, int, int, bool]] = []
+        sampled: list[tuple[_Slot, int]] = []
+        for slot in generating + prompting:
+            if budget <= 0 and slot in prompting:
+                break
+            take = slot.pending if len(slot.pending) == 1 else slot.pending[: max(budget, 1)]
+            if len(slot.pending) > 1:
+                budget -= len(take)
+            pos = len(slot.cached)
+            completes = len(take) == len(slot.pending)
+            for i, token in enumerate(take):
+                last = completes and i == len(take) - 1
+                entries.append((token, pos + i, slot.seq, last))
+            if completes:
+                sampled.append((slot, len(entries) - 1))
+            slot.cached.extend(take)
+            slot.pending = slot.pending[len(take) :]
+        if not entries:
+            return
+        try:
+            self._model.decode(entries)
+        except DecodeError:
+            for slot in active:
+                self._finish(slot, self._done(slot, "failed", error="no room in the KV cache"), drop_cache=True)
+            return
+        for slot, index in sampled:
+            assert slot.sampler is not None
+            self._after_sample(slot, slot.sampler.sample(index))
+
+    def _after_sample(self, slot: _Slot, token: int) -> None:
+        job = slot.job
+        assert job is not None
+        if self._model.is_eog(token):
+            self._finish(slot, self._done(slot, "completed"))
+            return
+        slot.generated += 1
+        text = slot.text.push(self._model.piece(token))
+        job.events.put(Token(token, text))
+        if slot.generated >= job.max_new_tokens:
+            self._finish(slot, self._done(slot, "incomplete", "max_output_tokens"))
+        elif len(slot.cached) + 1 >= self._model.n_ctx_per_seq:
+            self._finish(slot, self._done(slot, "incomplete", "max_context"))
+        else:
+            slot.pending = [token]
+
+    def _done(self, slot: _Slot, status: DoneStatus, reason: str | None = None, error: str | None = None) -> Done:
+        job = slot.job
+        assert job is not None
+        return Done(
+            status,
+            reason=reason,
+            prompt_tokens=len(job.prompt),
+            cached_tokens=min(slot.cached_at_start, len(job.prompt)),
+            output_tokens=len(job.resume) + slot.generated,
+            error=error,
+        )
+
+    def _finish(self, slot: _Slot, done: Done, *, drop_cache: bool = False) -> None:
+        job = slot.job
+        assert job is not None
+        tail = slot.text.flush()
+        if tail:
+            job.events.put(Token(-1, tail))
+        # A token sampled but never evaluated is not in the cache; nothing else needs undoing.
+        slot.pending = []
+        if drop_cache:
+            self._model.forget(slot.seq)
+            slot.cached = []
+        if slot.sampler is not None:
+            slot.sampler.close()
+            slot.sampler = None
+        slot.job = None
+        job.events.put(done)
+
+
+def _common_prefix(a: list[int], b: list[int]) -> int:
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i

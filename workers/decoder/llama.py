@@ -1,0 +1,188 @@
+"""A thin, typed layer over llama.cpp's C API (through llama-cpp-python's ctypes bindings).
+
+The high-level `llama_cpp.Llama` runs one sequence and cannot feed several sequences (or vectors)
+in one batch; the engine needs both, so it talks to the C API through this module only.
+"""
+
+from __future__ import annotations
+
+import codecs
+import ctypes
+import functools
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import llama_cpp as C
+
+log = logging.getLogger("llama.cpp")
+
+# ggml_log_level: 1 debug, 2 info, 3 warn, 4 error, 5 continuation.
+_LEVELS = {3: logging.WARNING, 4: logging.ERROR}
+
+
+@C.llama_log_callback  # type: ignore[untyped-decorator]
+def _log_callback(level: int, text: bytes, _user: ctypes.c_void_p) -> None:
+    # llama.cpp is chatty at INFO; keep warnings and errors, in our log format.
+    if level in _LEVELS:
+        log.log(_LEVELS[level], text.decode("utf-8", "replace").rstrip())
+
+
+@functools.cache
+def init_backend() -> None:
+    C.llama_log_set(_log_callback, ctypes.c_void_p(0))
+    C.llama_backend_init()
+
+
+@dataclass(frozen=True)
+class ContextConfig:
+    n_ctx_per_seq: int
+    n_seq: int
+    n_batch: int
+    n_threads: int
+    n_gpu_layers: int
+
+
+class LlamaModel:
+    """The model, its vocabulary and one context holding `n_seq` sequences' KV cache."""
+
+    def __init__(self, path: Path, config: ContextConfig) -> None:
+        init_backend()
+        mparams = C.llama_model_default_params()
+        mparams.n_gpu_layers = config.n_gpu_layers if config.n_gpu_layers >= 0 else 1_000_000
+        self._model = C.llama_model_load_from_file(str(path).encode(), mparams)
+        if not self._model:
+            raise RuntimeError(f"llama.cpp could not load {path}")
+        self._vocab = C.llama_model_get_vocab(self._model)
+        cparams = C.llama_context_default_params()
+        cparams.n_ctx = config.n_ctx_per_seq * config.n_seq
+        cparams.n_batch = config.n_batch
+        cparams.n_ubatch = config.n_batch
+        cparams.n_seq_max = config.n_seq
+        cparams.n_threads = config.n_threads
+        cparams.n_threads_batch = config.n_threads
+        cparams.kv_unified = False  # each sequence owns its slice of the cache
+        cparams.no_perf = True
+        self._ctx = C.llama_init_from_model(self._model, cparams)
+        if not self._ctx:
+            C.llama_model_free(self._model)
+            raise RuntimeError("llama.cpp could not create a context")
+        self._mem = C.llama_get_memory(self._ctx)
+        self.n_ctx_per_seq = C.llama_n_ctx_seq(self._ctx)
+        self.n_batch = config.n_batch
+        self.n_seq = config.n_seq
+        self.n_embd = C.llama_model_n_embd(self._model)
+        self.n_vocab = C.llama_vocab_n_tokens(self._vocab)
+        self._batch = C.llama_batch_init(config.n_batch, 0, 1)
+
+    # --- metadata and text ----------------------------------------------------------------------
+
+    def meta(self, key: str) -> str | None:
+        buf = ctypes.create_string_buffer(1 << 16)
+        n = C.llama_model_meta_val_str(self._model, key.encode(), buf, len(buf))
+        return buf.value.decode("utf-8", "replace") if n >= 0 else None
+
+    def token_text(self, token: int) -> str:
+        return self.piece(token, special=True).decode("utf-8", "replace")
+
+    def tokenize(self, text: str, *, add_special: bool = False) -> list[int]:
+        data = text.encode()
+        cap = len(data) + 16
+        buf = (C.llama_token * cap)()
+        n = C.llama_tokenize(self._vocab, data, len(data), buf, cap, add_special, True)
+        if n < 0:  # buffer too small: n is minus the needed size
+            cap = -n
+            buf = (C.llama_token * cap)()
+            n = C.llama_tokenize(self._vocab, data, len(data), buf, cap, add_special, True)
+        return list(buf[:n])
+
+    def piece(self, token: int, *, special: bool = False) -> bytes:
+        buf = ctypes.create_string_buffer(256)
+        n = C.llama_token_to_piece(self._vocab, token, buf, len(buf), 0, special)
+        if n < 0:
+            buf = ctypes.create_string_buffer(-n)
+            n = C.llama_token_to_piece(self._vocab, token, buf, len(buf), 0, special)
+        return buf.raw[:n]
+
+    def is_eog(self, token: int) -> bool:
+        return bool(C.llama_vocab_is_eog(self._vocab, token))
+
+    def special_token(self, which: str) -> str:
+        token = {"bos": C.llama_vocab_bos, "eos": C.llama_vocab_eos}[which](self._vocab)
+        return "" if token < 0 else self.token_text(token)
+
+    # --- KV cache and decoding ------------------------------------------------------------------
+
+    def forget(self, seq: int, from_pos: int = 0) -> None:
+        """Drop the cached tokens of `seq` from position `from_pos` on."""
+        C.llama_memory_seq_rm(self._mem, seq, from_pos, -1)
+
+    def decode(self, entries: Sequence[tuple[int, int, int, bool]]) -> None:
+        """Evaluate (token, position, sequence, wants_logits) entries in one llama_decode call."""
+        batch = self._batch
+        batch.n_tokens = len(entries)
+        for i, (token, pos, seq, logits) in enumerate(entries):
+            batch.token[i] = token
+            batch.pos[i] = pos
+            batch.n_seq_id[i] = 1
+            batch.seq_id[i][0] = seq
+            batch.logits[i] = logits
+        rc = C.llama_decode(self._ctx, batch)
+        if rc != 0:
+            raise DecodeError(rc)
+
+    def new_sampler(self, temperature: float, top_p: float, seed: int) -> Sampler:
+        return Sampler(self._ctx, temperature, top_p, seed)
+
+    def close(self) -> None:
+        if self._ctx:
+            C.llama_batch_free(self._batch)
+            C.llama_free(self._ctx)
+            C.llama_model_free(self._model)
+            self._ctx = None
+
+
+class DecodeError(RuntimeError):
+    """llama_decode failed; 1 means the KV cache had no room for the batch."""
+
+    def __init__(self, rc: int) -> None:
+        super().__init__(f"llama_decode returned {rc}")
+        self.rc = rc
+
+
+class Sampler:
+    """A sampler chain for one sequence: greedy at temperature 0, else top-p then temperature."""
+
+    def __init__(self, ctx: C.llama_context_p, temperature: float, top_p: float, seed: int) -> None:
+        self._ctx = ctx
+        self._chain = C.llama_sampler_chain_init(C.llama_sampler_chain_default_params())
+        if temperature <= 0.0:
+            C.llama_sampler_chain_add(self._chain, C.llama_sampler_init_greedy())
+        else:
+            C.llama_sampler_chain_add(self._chain, C.llama_sampler_init_top_k(64))
+            C.llama_sampler_chain_add(self._chain, C.llama_sampler_init_top_p(top_p, 1))
+            C.llama_sampler_chain_add(self._chain, C.llama_sampler_init_temp(temperature))
+            C.llama_sampler_chain_add(self._chain, C.llama_sampler_init_dist(seed & 0xFFFFFFFF))
+
+    def sample(self, batch_index: int) -> int:
+        """Pick the next token from the logits at `batch_index` of the last decode (and accept it)."""
+        return int(C.llama_sampler_sample(self._chain, self._ctx, batch_index))
+
+    def close(self) -> None:
+        if self._chain:
+            C.llama_sampler_free(self._chain)
+            self._chain = None
+
+
+class TextStream:
+    """Turns token pieces into text without splitting a multi-byte character across deltas."""
+
+    def __init__(self) -> None:
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+
+    def push(self, piece: bytes) -> str:
+        return self._decoder.decode(piece)
+
+    def flush(self) -> str:
+        return self._decoder.decode(b"", final=True)

@@ -1,0 +1,220 @@
+"""What a decoder worker process does with a `decode.generate` task.
+
+Claim the response, build the prompt from the conversation in Redis, hand a job to the engine and
+relay its tokens to the response's stream, renewing the lease and watching the cancel flag in
+between. The model and engine are loaded once per process, on first use or at warm-up.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+
+import redis
+
+from shared.config import Settings
+from shared.keys import Keys
+from shared.messages import GenerateRequest, ResponseFinal, TokenDelta, TokenUsage
+from shared.models import ResolvedModel, resolve_model
+from shared.response_state import ResponseStore
+from shared.sessions import load_items
+from workers.decoder.engine import Done, Engine, Job, Token
+from workers.decoder.llama import ContextConfig, LlamaModel
+from workers.decoder.prompt import ChatTemplate, build_prompt
+from workers.presence import Presence
+
+log = logging.getLogger(__name__)
+
+_POLL_S = 0.05
+_CANCEL_CHECK_S = 0.1
+_RENEW_S = 1.0
+# Room kept for the reply when the conversation is trimmed to fit the context.
+_MIN_REPLY_TOKENS = 256
+
+
+@dataclass(frozen=True)
+class _Loaded:
+    model_file: ResolvedModel
+    model: LlamaModel
+    template: ChatTemplate
+    engine: Engine
+
+
+class DecoderService:
+    def __init__(self, settings: Settings, client: redis.Redis, presence: Presence) -> None:
+        self._settings = settings
+        self._keys = Keys(settings.key_prefix)
+        self._redis = client
+        self._store = ResponseStore(
+            client, self._keys, lease_ms=int(settings.lease_ttl_s * 1000), ttl_s=settings.session_ttl_s
+        )
+        self._presence = presence
+        self._lock = threading.Lock()
+        self._loaded: _Loaded | None = None
+        self._stopping = threading.Event()
+
+    # --- lifecycle ------------------------------------------------------------------------------
+
+    def warm_up(self) -> None:
+        loaded = self._load()
+        self._presence.update(
+            loaded=True, model=loaded.model_file.spec, sha256=loaded.model_file.sha256, path=str(loaded.model_file.path)
+        )
+
+    def shutdown(self) -> None:
+        """Stop taking tokens; running responses are released for another worker to continue."""
+        self._stopping.set()
+        if self._loaded is not None:
+            self._loaded.engine.stop()
+
+    def _load(self) -> _Loaded:
+        with self._lock:
+            if self._loaded is None:
+                s = self._settings
+                resolved = resolve_model(
+                    s.decoder_model,
+                    s.models_dir,
+                    allow_downloads=s.allow_downloads,
+                    expected_sha256=s.decoder_model_sha256,
+                )
+                t0 = time.monotonic()
+                model = LlamaModel(
+                    resolved.path,
+                    ContextConfig(
+                        n_ctx_per_seq=s.decoder_n_ctx,
+                        n_seq=s.decoder_concurrency,
+                        n_batch=s.decoder_n_batch,
+                        n_threads=s.decoder_threads,
+                        n_gpu_layers=s.decoder_n_gpu_layers,
+                    ),
+                )
+                template = ChatTemplate(
+                    model.meta("tokenizer.chat_template"),
+                    bos_token=model.special_token("bos"),
+                    eos_token=model.special_token("eos"),
+                )
+                self._loaded = _Loaded(resolved, model, template, Engine(model))
+                log.info(
+                    "loaded %s (sha256 %s) in %.1f s", resolved.path.name, resolved.sha256[:12], time.monotonic() - t0
+                )
+            return self._loaded
+
+    # --- one task -------------------------------------------------------------------------------
+
+    def generate(self, request: GenerateRequest) -> None:
+        rid = request.response_id
+        owner = f"{self._presence_name()}/{secrets.token_hex(4)}"
+        claim = self._store.claim(rid, owner, self._settings.max_attempts)
+        if claim != "ok":
+            log.info("response %s not started here: %s", rid, claim)
+            return
+        try:
+            final = self._generate_claimed(request, owner)
+        except Exception:
+            log.exception("response %s failed", rid)
+            final = ResponseFinal(
+                status="failed",
+                error_code="server_error",
+                error_message="The decoder had an error; it has been logged.",
+            )
+        if final is not None:
+            self._store.finish(rid, owner, final)
+
+    def _generate_claimed(self, request: GenerateRequest, owner: str) -> ResponseFinal | None:
+        rid = request.response_id
+        if self._store.is_cancelled(rid):
+            return ResponseFinal(status="cancelled", reason="client_cancelled")
+        loaded = self._load()
+        items = load_items(self._redis, self._keys, request.session_id, request.item_ids)
+        budget = loaded.model.n_ctx_per_seq - min(request.max_output_tokens, _MIN_REPLY_TOKENS)
+        prompt = build_prompt(loaded.template, loaded.model.tokenize, items, request.instructions, budget)
+        if prompt is None:
+            return ResponseFinal(status="incomplete", reason="context_length_exceeded")
+        resume, _ = self._store.generated_so_far(rid)
+        if resume:
+            log.info("response %s: continuing after %d tokens of an earlier attempt", rid, len(resume))
+        remaining = request.max_output_tokens - len(resume)
+        if remaining <= 0:
+            return ResponseFinal(status="incomplete", reason="max_output_tokens")
+        job = Job(
+            prompt=prompt.tokens,
+            resume=resume,
+            max_new_tokens=remaining,
+            temperature=request.temperature,
+            top_p=request.top_p,
+            seed=request.seed if request.seed is not None else secrets.randbits(32),
+            deadline=time.monotonic() + self._settings.decode_time_limit_s,
+        )
+        loaded.engine.submit(job)
+        return self._relay(rid, owner, job)
+
+    def _relay(self, rid: str, owner: str, job: Job) -> ResponseFinal | None:
+        """Forward the job's tokens to Redis until it is done; None when the response was let go."""
+        next_renew = next_cancel_check = 0.0
+        while True:
+            deltas, done = _drain(job.events)
+            if deltas and not self._store.append(rid, owner, deltas):
+                log.warning("response %s: lease lost; another worker owns it now", rid)
+                return self._abandon(job)
+            if done is not None:
+                return _final(done)
+            now = time.monotonic()
+            if self._stopping.is_set():
+                self._store.release(rid, owner)
+                return self._abandon(job)
+            if now >= next_renew:
+                if not self._store.renew(rid, owner):
+                    log.warning("response %s: lease expired; letting it go", rid)
+                    return self._abandon(job)
+                next_renew = now + _RENEW_S
+            if now >= next_cancel_check:
+                if self._store.is_cancelled(rid):
+                    job.cancelled.set()
+                next_cancel_check = now + _CANCEL_CHECK_S
+
+    def _abandon(self, job: Job) -> None:
+        job.cancelled.set()
+
+    def _presence_name(self) -> str:
+        return self._presence.name
+
+
+def _drain(events: queue.SimpleQueue[Token | Done]) -> tuple[list[TokenDelta], Done | None]:
+    """Wait briefly for the first event, then take whatever else is ready as one delta."""
+    text: list[str] = []
+    ids: list[int] = []
+    done: Done | None = None
+    try:
+        event = events.get(timeout=_POLL_S)
+        while True:
+            if isinstance(event, Done):
+                done = event
+                break
+            text.append(event.text)
+            if event.id >= 0:
+                ids.append(event.id)
+            event = events.get_nowait()
+    except queue.Empty:
+        pass
+    deltas = [TokenDelta(text="".join(text), token_ids=ids)] if text else []
+    return deltas, done
+
+
+def _final(done: Done) -> ResponseFinal:
+    usage = TokenUsage(
+        input_tokens=done.prompt_tokens, output_tokens=done.output_tokens, cached_tokens=done.cached_tokens
+    )
+    if done.status == "failed":
+        code = "timeout" if done.reason == "time_limit" else "server_error"
+        return ResponseFinal(
+            status="failed",
+            reason=done.reason,
+            error_code=code,
+            error_message=f"Generation failed: {done.error or 'unknown error'}.",
+            usage=usage,
+        )
+    return ResponseFinal(status=done.status, reason=done.reason, usage=usage)

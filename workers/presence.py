@@ -1,0 +1,56 @@
+"""Worker presence in Redis: one key per worker process, refreshed while its model is loaded.
+
+`/readyz` is ready when every worker kind has at least one live key whose model is loaded.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from typing import Any
+
+import redis
+
+from shared.keys import Keys
+
+log = logging.getLogger(__name__)
+
+
+class Presence:
+    def __init__(self, client: redis.Redis, keys: Keys, kind: str, name: str, *, ttl_s: float = 15.0) -> None:
+        self._r = client
+        self.name = name
+        self._key = keys.worker(kind, name)
+        self._ttl_ms = int(ttl_s * 1000)
+        self._period = ttl_s / 3
+        self._info: dict[str, Any] = {"kind": kind, "name": name, "pid": os.getpid(), "loaded": False}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"presence-{kind}", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def update(self, **info: Any) -> None:
+        self._info.update(info)
+        self._publish()
+
+    def stop(self) -> None:
+        self._stop.set()
+        try:
+            self._r.delete(self._key)
+        except redis.RedisError:
+            log.debug("presence key not removed: redis unreachable")
+
+    def _publish(self) -> None:
+        self._r.set(self._key, json.dumps({**self._info, "seen": time.time()}), px=self._ttl_ms)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._publish()
+            except redis.RedisError as exc:  # Redis restarting: try again next period
+                log.warning("presence heartbeat failed: %s", exc)
+            self._stop.wait(self._period)

@@ -1,0 +1,92 @@
+"""Start one worker process of a given kind: thread limits, Celery app, tasks, presence.
+
+Model workers use Celery's `threads` pool: the model lives once in the process (never forked after
+it is loaded, which CUDA forbids) and each pool thread relays one task. The model is loaded by a
+warm-up thread once the worker is ready, or by the first task, whichever comes first.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+from typing import Any
+
+import redis
+from celery.signals import worker_ready, worker_shutting_down
+
+from shared.celery_app import QUEUE_DECODE, create_celery
+from shared.config import Settings, WorkerKind
+from shared.keys import Keys
+from workers.presence import Presence
+
+log = logging.getLogger(__name__)
+
+
+def limit_threads(threads: int) -> None:
+    """Pin every math library's thread count before any of them loads.
+
+    Workers share few cores; oversubscribed OpenMP spins and runs many times slower, so its
+    threads also sleep when idle instead of busy-waiting.
+    """
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = str(threads)
+    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+
+
+def run_worker(kind: WorkerKind, settings: Settings, name: str | None = None) -> None:
+    name = name or f"{kind}-{socket.gethostname()}-{os.getpid()}"
+    client = redis.Redis.from_url(settings.redis_url)
+    presence = Presence(client, Keys(settings.key_prefix), kind, name)
+    app = create_celery(settings)
+
+    if kind == "decode":
+        limit_threads(settings.decoder_threads)
+        from workers.decoder.service import DecoderService
+        from workers.decoder.tasks import register
+
+        service = DecoderService(settings, client, presence)
+        register(app, service)
+        queue, concurrency = QUEUE_DECODE, settings.decoder_concurrency
+    else:  # pragma: no cover - WorkerKind is a Literal
+        raise ValueError(f"unknown worker kind {kind}")
+
+    def on_ready(**_: Any) -> None:
+        presence.start()
+        threading.Thread(target=_warm_up, args=(service,), name="warm-up", daemon=True).start()
+
+    def on_shutdown(**_: Any) -> None:
+        service.shutdown()
+        presence.stop()
+
+    worker_ready.connect(on_ready, weak=False)
+    worker_shutting_down.connect(on_shutdown, weak=False)
+    app.worker_main(
+        [
+            "worker",
+            "-Q",
+            queue,
+            "-P",
+            "threads",
+            "-c",
+            str(concurrency),
+            "-n",
+            f"{name}@%h",
+            "--prefetch-multiplier",
+            "1",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+            "-l",
+            settings.log_level,
+        ]
+    )
+
+
+def _warm_up(service: Any) -> None:
+    try:
+        service.warm_up()
+    except Exception:
+        log.critical("could not load the model; stopping this worker", exc_info=True)
+        os.kill(os.getpid(), 15)
