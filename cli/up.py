@@ -56,7 +56,7 @@ def up(settings: Settings) -> int:
             log.error("Redis at %s does not answer and is not on this machine", settings.redis_url)
             return 1
         log.info("no Redis at %s; starting one", settings.redis_url)
-        redis_proc = start_server(port, data_dir=settings.models_dir.parent / "redis")
+        redis_proc = start_server(port, data_dir=settings.redis_data_dir / str(port))
 
     env = {
         **os.environ,

@@ -13,6 +13,7 @@ never both act on one response: a task that finds the response final does nothin
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Sequence
 from typing import Any, Final, Literal
@@ -30,7 +31,7 @@ EVENT_FIELD: Final = "m"
 ClaimResult = Literal["ok", "final", "busy", "missing", "exhausted"]
 FinishMode = Literal["owner", "unclaimed", "any"]
 
-# KEYS: state, lease, events. ARGV: owner, lease_ms, max_attempts, exhausted_final_json, ttl_s
+# KEYS: state, lease, events. ARGV: owner, lease_ms, max_attempts, exhausted_final_json, ttl_s, pid
 _CLAIM = """
 local st = redis.call('HGET', KEYS[1], 'status')
 if not st then return 'missing' end
@@ -43,7 +44,7 @@ if attempt > tonumber(ARGV[3]) then
   redis.call('EXPIRE', KEYS[3], ARGV[5])
   return 'exhausted'
 end
-redis.call('HSET', KEYS[1], 'status', 'running', 'owner', ARGV[1])
+redis.call('HSET', KEYS[1], 'status', 'running', 'owner', ARGV[1], 'owner_pid', ARGV[6])
 redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
 return 'ok'
 """
@@ -133,7 +134,7 @@ class ResponseStore(_Store):
         )
         result = self._claim(
             keys=[k.response(response_id), k.response_lease(response_id), k.response_events(response_id)],
-            args=[owner, self._lease_ms, max_attempts, encode_event(exhausted), self._ttl_s],
+            args=[owner, self._lease_ms, max_attempts, encode_event(exhausted), self._ttl_s, os.getpid()],
         )
         return _text(result)  # type: ignore[return-value]
 

@@ -24,15 +24,15 @@ from workers.presence import Presence
 log = logging.getLogger(__name__)
 
 
-def limit_threads(threads: int) -> None:
+def limit_threads(threads: int, omp_wait_policy: str = "passive") -> None:
     """Pin every math library's thread count before any of them loads.
 
-    Workers share few cores; oversubscribed OpenMP spins and runs many times slower, so its
-    threads also sleep when idle instead of busy-waiting.
+    Workers share few cores: oversubscribed, spinning OpenMP threads ran many times slower here,
+    so by default idle OpenMP threads sleep instead of busy-waiting.
     """
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[var] = str(threads)
-    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+    os.environ["OMP_WAIT_POLICY"] = omp_wait_policy.upper()
 
 
 def run_worker(kind: WorkerKind, settings: Settings, name: str | None = None) -> None:
@@ -42,7 +42,7 @@ def run_worker(kind: WorkerKind, settings: Settings, name: str | None = None) ->
     app = create_celery(settings)
 
     if kind == "decode":
-        limit_threads(settings.decoder_threads)
+        limit_threads(settings.decoder_threads, settings.decoder_omp_wait_policy)
         from workers.decoder.service import DecoderService
         from workers.decoder.tasks import register
 

@@ -1,0 +1,32 @@
+# `make run`: install into .venv (first time), resolve the bundled models, start the service.
+# `make test`: install with the test tools, lint, run the test suite.
+.PHONY: run test lint bench install install-dev
+
+VENV := .venv
+STAMP := $(VENV)/.installed
+STAMP_DEV := $(VENV)/.installed-dev
+
+$(STAMP): pyproject.toml scripts/install.sh
+	scripts/install.sh
+	touch $@
+
+$(STAMP_DEV): pyproject.toml scripts/install.sh
+	scripts/install.sh --dev
+	touch $@ $(STAMP)
+
+install: $(STAMP)
+install-dev: $(STAMP_DEV)
+
+run: $(STAMP)
+	$(VENV)/bin/mmstream models
+	$(VENV)/bin/mmstream up
+
+lint: $(STAMP_DEV)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+test: lint
+	$(VENV)/bin/pytest
+
+bench: $(STAMP_DEV)
+	$(VENV)/bin/python -m bench.decoder

@@ -1,0 +1,37 @@
+"""Shared fixtures: one private redis-server per test run, and the default stack on top of it."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from cli.redis_server import start_server
+from tests.helpers import Stack, free_port, running_stack
+
+_databases = itertools.count(1)
+
+
+@pytest.fixture(scope="session")
+def redis_base() -> Iterator[str]:
+    port = free_port()
+    proc = start_server(port)
+    yield f"redis://127.0.0.1:{port}"
+    proc.terminate()
+    proc.wait(10)
+
+
+@pytest.fixture
+def fresh_redis_url(redis_base: str) -> str:
+    """A Redis database no other stack uses, so that workers never take each other's tasks."""
+    return f"{redis_base}/{next(_databases) % 16}"
+
+
+@pytest.fixture(scope="session")
+def stack(redis_base: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """One decoder worker and the gateway, shared by the end-to-end tests."""
+    log_dir: Path = tmp_path_factory.mktemp("stack")
+    with running_stack(f"{redis_base}/0", log_dir, decoders=1) as s:
+        yield s
