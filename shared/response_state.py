@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Sequence
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, cast
 
 import redis
 import redis.asyncio as aioredis
@@ -93,9 +93,9 @@ def encode_event(event: TokenDelta | ResponseFinal) -> str:
     return event.model_dump_json()
 
 
-def decode_event(fields: dict[Any, Any]) -> TokenDelta | ResponseFinal:
+def decode_event(fields: Any) -> TokenDelta | ResponseFinal:
     raw = fields.get(EVENT_FIELD) or fields.get(EVENT_FIELD.encode())
-    return stream_event_adapter.validate_json(raw)
+    return stream_event_adapter.validate_json(raw or b"{}")
 
 
 class _Store:
@@ -105,12 +105,10 @@ class _Store:
 
     def _finish_args(
         self, response_id: str, mode: FinishMode, owner: str, final: ResponseFinal
-    ) -> dict[str, list[Any]]:
+    ) -> tuple[list[str], list[Any]]:
         k = self._keys
-        return {
-            "keys": [k.response(response_id), k.response_lease(response_id), k.response_events(response_id)],
-            "args": [mode, owner, final.status, encode_event(final), self._ttl_s],
-        }
+        keys = [k.response(response_id), k.response_lease(response_id), k.response_events(response_id)]
+        return keys, [mode, owner, final.status, encode_event(final), self._ttl_s]
 
 
 class ResponseStore(_Store):
@@ -136,7 +134,7 @@ class ResponseStore(_Store):
             keys=[k.response(response_id), k.response_lease(response_id), k.response_events(response_id)],
             args=[owner, self._lease_ms, max_attempts, encode_event(exhausted), self._ttl_s, os.getpid()],
         )
-        return _text(result)  # type: ignore[return-value]
+        return cast(ClaimResult, _text(result))
 
     def renew(self, response_id: str, owner: str) -> bool:
         return bool(self._renew(keys=[self._keys.response_lease(response_id)], args=[owner, self._lease_ms]))
@@ -149,7 +147,8 @@ class ResponseStore(_Store):
         return bool(self._append(keys=keys, args=[owner, self._ttl_s, *entries]))
 
     def finish(self, response_id: str, owner: str, final: ResponseFinal) -> bool:
-        return bool(self._finish(**self._finish_args(response_id, "owner", owner, final)))
+        keys, args = self._finish_args(response_id, "owner", owner, final)
+        return bool(self._finish(keys=keys, args=args))
 
     def release(self, response_id: str, owner: str) -> None:
         """Give a running response up (worker shutting down) so that another worker continues it."""
@@ -164,7 +163,8 @@ class ResponseStore(_Store):
         """Token ids and text a previous attempt already streamed; a new attempt continues after them."""
         ids: list[int] = []
         text: list[str] = []
-        for _, fields in self._r.xrange(self._keys.response_events(response_id)):  # type: ignore[union-attr]
+        entries: Any = self._r.xrange(self._keys.response_events(response_id))
+        for _, fields in entries:
             event = decode_event(fields)
             if isinstance(event, TokenDelta):
                 ids.extend(event.token_ids)
@@ -189,7 +189,7 @@ class AsyncResponseStore(_Store):
             await pipe.execute()
 
     async def state(self, response_id: str) -> dict[str, str]:
-        raw = await self._r.hgetall(self._keys.response(response_id))  # type: ignore[misc]
+        raw = await self._r.hgetall(self._keys.response(response_id))
         return {_text(k): _text(v) for k, v in raw.items()}
 
     async def lease_alive(self, response_id: str) -> bool:
@@ -197,7 +197,7 @@ class AsyncResponseStore(_Store):
 
     async def read(self, response_id: str, after: str, block_ms: int) -> list[tuple[str, TokenDelta | ResponseFinal]]:
         stream = self._keys.response_events(response_id)
-        reply = await self._r.xread({stream: after}, block=block_ms, count=256)
+        reply: Any = await self._r.xread({stream: after}, block=block_ms, count=256)
         return [(_text(entry_id), decode_event(fields)) for _, entries in reply for entry_id, fields in entries]
 
     async def request_cancel(self, response_id: str) -> None:
@@ -205,10 +205,12 @@ class AsyncResponseStore(_Store):
 
     async def finish_unclaimed(self, response_id: str, final: ResponseFinal) -> bool:
         """End a response no worker has started (cancelled while queued, or no decoder came)."""
-        return bool(await self._finish(**self._finish_args(response_id, "unclaimed", "", final)))
+        keys, args = self._finish_args(response_id, "unclaimed", "", final)
+        return bool(await self._finish(keys=keys, args=args))
 
     async def finish_any(self, response_id: str, final: ResponseFinal) -> bool:
-        return bool(await self._finish(**self._finish_args(response_id, "any", "", final)))
+        keys, args = self._finish_args(response_id, "any", "", final)
+        return bool(await self._finish(keys=keys, args=args))
 
     async def requeue_if_abandoned(self, response_id: str) -> bool:
         k = self._keys

@@ -77,7 +77,7 @@ class SessionStore:
         return prev_text or None
 
     async def get_item(self, session_id: str, item_id: str) -> MessageItem:
-        raw = await self._r.hget(self._keys.session_items(session_id), item_id)  # type: ignore[misc]
+        raw = await self._r.hget(self._keys.session_items(session_id), item_id)
         if raw is None:
             raise InvalidRequest(f"Item {item_id} does not exist.", code="item_not_found", param="item_id")
         return MessageItem.model_validate_json(raw)
@@ -86,7 +86,7 @@ class SessionStore:
         """Rewrite an item in place; one that has meanwhile been deleted stays deleted."""
         assert item.id is not None
         key = self._keys.session_items(session_id)
-        await self._r.eval(  # type: ignore[misc]
+        await self._r.eval(
             "if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) end",
             1,
             key,
@@ -95,13 +95,13 @@ class SessionStore:
         )
 
     async def delete_item(self, session_id: str, item_id: str) -> None:
-        removed = await self._r.hdel(self._keys.session_items(session_id), item_id)  # type: ignore[misc]
+        removed = await self._r.hdel(self._keys.session_items(session_id), item_id)
         if not removed:
             raise InvalidRequest(f"Item {item_id} does not exist.", code="item_not_found", param="item_id")
-        await self._r.lrem(self._keys.session_order(session_id), 0, item_id)  # type: ignore[misc]
+        await self._r.lrem(self._keys.session_order(session_id), 0, item_id)
 
     async def item_ids(self, session_id: str) -> list[str]:
-        raw = await self._r.lrange(self._keys.session_order(session_id), 0, -1)  # type: ignore[misc]
+        raw = await self._r.lrange(self._keys.session_order(session_id), 0, -1)
         return [r.decode() if isinstance(r, bytes) else r for r in raw]
 
     async def touch(self, session_id: str) -> None:
@@ -121,4 +121,4 @@ def load_items(client: redis.Redis, keys: Keys, session_id: str, item_ids: Seque
     if not item_ids:
         return []
     raw = client.hmget(keys.session_items(session_id), list(item_ids))
-    return [MessageItem.model_validate_json(r) for r in raw if r is not None]  # type: ignore[union-attr]
+    return [MessageItem.model_validate_json(r) for r in raw if r is not None]

@@ -8,6 +8,7 @@ reply stays in the conversation as far as it got, as in the Realtime API.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import TypedDict
 
 from shared.clients import DecoderClient
 from shared.messages import (
@@ -37,6 +38,13 @@ from shared.sessions import SessionStore
 Send = Callable[[ServerEvent], Awaitable[None]]
 
 
+class _PartRef(TypedDict):
+    response_id: str
+    item_id: str
+    output_index: int
+    content_index: int
+
+
 async def stream_response(
     response: Response,
     request: GenerateRequest,
@@ -54,7 +62,7 @@ async def stream_response(
     await send(ResponseOutputItemAdded(response_id=rid, output_index=0, item=item))
     if in_conversation:
         await send(ConversationItemAdded(previous_item_id=previous, item=item))
-    where = {"response_id": rid, "item_id": item.id, "output_index": 0, "content_index": 0}
+    where = _PartRef(response_id=rid, item_id=item.id, output_index=0, content_index=0)
     await send(ResponseContentPartAdded(**where, part=TextPart()))
 
     pieces: list[str] = []

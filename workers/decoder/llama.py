@@ -22,7 +22,7 @@ log = logging.getLogger("llama.cpp")
 _LEVELS = {3: logging.WARNING, 4: logging.ERROR}
 
 
-@C.llama_log_callback  # type: ignore[untyped-decorator]
+@C.llama_log_callback
 def _log_callback(level: int, text: bytes, _user: ctypes.c_void_p) -> None:
     # llama.cpp is chatty at INFO; keep warnings and errors, in our log format.
     if level in _LEVELS:

@@ -159,24 +159,29 @@ class DecoderService:
             deltas, done = _drain(job.events)
             if deltas and not self._store.append(rid, owner, deltas):
                 log.warning("response %s: lease lost; another worker owns it now", rid)
-                return self._abandon(job)
+                self._abandon(job)
+                return None
             if done is not None:
                 return _final(done)
             now = time.monotonic()
             if self._stopping.is_set():
                 self._store.release(rid, owner)
-                return self._abandon(job)
+                self._abandon(job)
+                return None
             if now >= next_renew:
                 if not self._store.renew(rid, owner):
                     log.warning("response %s: lease expired; letting it go", rid)
-                    return self._abandon(job)
+                    self._abandon(job)
+                    return None
                 next_renew = now + _RENEW_S
             if now >= next_cancel_check:
                 if self._store.is_cancelled(rid):
                     job.cancelled.set()
                 next_cancel_check = now + _CANCEL_CHECK_S
 
-    def _abandon(self, job: Job) -> None:
+    @staticmethod
+    def _abandon(job: Job) -> None:
+        """Stop the job without finishing the response: its new owner (or the gateway) does that."""
         job.cancelled.set()
 
     def _presence_name(self) -> str:

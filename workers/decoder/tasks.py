@@ -12,7 +12,7 @@ from workers.decoder.service import DecoderService
 
 
 def register(app: Celery, service: DecoderService) -> None:
-    @app.task(name=TASK_DECODE_GENERATE, ignore_result=True)  # type: ignore[untyped-decorator]
+    @app.task(name=TASK_DECODE_GENERATE, ignore_result=True)
     def generate(request: dict[str, Any]) -> None:
         # A malformed payload raises here and is logged by Celery; it is not retried.
         service.generate(GenerateRequest.model_validate(request))
