@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import redis.asyncio as aioredis
 from celery import Celery
 
+from shared.audio_bus import AudioBus
 from shared.celery_app import create_celery
 from shared.clients import DecoderClient
 from shared.config import Settings
@@ -23,6 +24,7 @@ class Services:
     celery: Celery
     sessions: SessionStore
     decoder: DecoderClient
+    audio: AudioBus
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
@@ -31,7 +33,8 @@ class Services:
         celery = create_celery(settings)
         sessions = SessionStore(client, keys, ttl_s=settings.session_ttl_s, max_items=settings.max_conversation_items)
         responses = AsyncResponseStore(client, keys, ttl_s=settings.session_ttl_s)
-        return cls(settings, keys, client, celery, sessions, DecoderClient(responses, celery, settings))
+        audio = AudioBus(client, keys, celery, ttl_s=settings.session_ttl_s)
+        return cls(settings, keys, client, celery, sessions, DecoderClient(responses, celery, settings), audio)
 
     async def close(self) -> None:
         await self.redis.aclose()

@@ -18,6 +18,8 @@ QUEUE_IMAGE: Final = "image"
 QUEUE_DECODE: Final = "decode"
 
 TASK_DECODE_GENERATE: Final = "decode.generate"
+TASK_AUDIO_STREAM: Final = "audio.stream"
+TASK_AUDIO_TRANSCRIBE: Final = "audio.transcribe"
 
 
 def create_celery(settings: Settings) -> Celery:

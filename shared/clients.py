@@ -56,10 +56,10 @@ class DecoderClient:
             if not finished:
                 await asyncio.shield(self.cancel(rid))
 
-    async def cancel(self, response_id: str) -> None:
+    async def cancel(self, response_id: str, reason: str = "client_cancelled") -> None:
         """Ask the worker to stop; a response still waiting in the queue ends at once."""
-        await self._store.request_cancel(response_id)
-        await self._store.finish_unclaimed(response_id, ResponseFinal(status="cancelled", reason="client_cancelled"))
+        await self._store.request_cancel(response_id, reason)
+        await self._store.finish_unclaimed(response_id, ResponseFinal(status="cancelled", reason=reason))
 
     async def _send(self, request: GenerateRequest) -> None:
         # send_task publishes synchronously through kombu; keep it off the event loop.

@@ -13,8 +13,8 @@ from pydantic import Field, computed_field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
-WorkerKind = Literal["decode"]
-WORKER_KINDS: tuple[WorkerKind, ...] = ("decode",)
+WorkerKind = Literal["decode", "audio"]
+WORKER_KINDS: tuple[WorkerKind, ...] = ("decode", "audio")
 
 DEFAULT_DECODER_MODEL = "bundled:qwen2.5-coder-0.5b-instruct-q4_k_m"
 
@@ -45,6 +45,7 @@ class Settings(BaseSettings):
     max_instructions_chars: int = Field(16_000, ge=0)
     max_conversation_items: int = Field(256, ge=1, description="Items kept per session.")
     session_ttl_s: int = Field(3600, ge=60, description="Idle lifetime of a session's keys in Redis.")
+    max_audio_buffer_s: float = Field(300.0, gt=0, description="Longest uncommitted input audio buffer.")
 
     # --- Decoding ----------------------------------------------------------------------------
     decoder_model: str = Field(
@@ -72,8 +73,23 @@ class Settings(BaseSettings):
     decode_queue_timeout_s: float = Field(
         300.0, gt=0, description="Longest a response may wait for a decoder before it fails."
     )
+    transcript_wait_s: float = Field(
+        30.0, gt=0, description="Longest the decoder waits for speech in the conversation to be transcribed."
+    )
     lease_ttl_s: float = Field(5.0, gt=0.5, description="A worker that stops renewing for this long is dead.")
     max_attempts: int = Field(3, ge=1, description="Times a response is started before it fails.")
+
+    # --- Hearing -----------------------------------------------------------------------------
+    asr_model: str = Field(
+        "bundled:whisper-tiny.en",
+        description="CTranslate2 Whisper folder: a path, 'bundled:whisper-tiny.en', 'bundled:whisper-base' or "
+        "'hf:<org>/<repo>' (needs allow_downloads).",
+    )
+    asr_model_sha256: str | None = Field(None, description="Expected folder sha256 of a model given by path.")
+    asr_compute_type: Literal["int8", "int8_float32", "float32"] = "int8"
+    audio_threads: int = Field(1, ge=1, description="CTranslate2 threads per audio worker process.")
+    audio_concurrency: int = Field(1, ge=1, description="Tasks one audio worker process runs at once.")
+    store_encoder_states: bool = Field(True, description="Keep each utterance's Whisper encoder output.")
 
     # --- Models ------------------------------------------------------------------------------
     models_dir: Path = Field(Path.home() / ".cache" / "mmstream" / "models")

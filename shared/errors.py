@@ -26,6 +26,9 @@ ErrorCode = Literal[
     "conversation_already_has_active_response",
     "response_cancel_not_active",
     "conversation_full",
+    "invalid_audio",
+    "audio_too_long",
+    "input_audio_buffer_commit_empty",
     "decoder_unavailable",
     "server_error",
 ]

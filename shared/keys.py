@@ -35,6 +35,45 @@ class Keys:
     def response_lease(self, response_id: str) -> str:
         return f"{self.prefix}:response:{response_id}:lease"
 
+    # A session's audio: the input log (gateway -> workers), the worker's state and utterance audio,
+    # the lock and scheduling flag around processing, and the events workers send back.
+    def audio_log(self, session_id: str) -> str:
+        return f"{self.prefix}:audio:{session_id}:log"
+
+    def audio_state(self, session_id: str) -> str:
+        return f"{self.prefix}:audio:{session_id}:state"
+
+    def audio_utterance(self, session_id: str) -> str:
+        return f"{self.prefix}:audio:{session_id}:utt"
+
+    def audio_lock(self, session_id: str) -> str:
+        return f"{self.prefix}:audio:{session_id}:lock"
+
+    def audio_pending(self, session_id: str) -> str:
+        return f"{self.prefix}:audio:{session_id}:pending"
+
+    def item_audio(self, session_id: str, item_id: str) -> str:
+        return f"{self.prefix}:audio:{session_id}:item:{item_id}"
+
+    def item_encoder_states(self, session_id: str, item_id: str) -> str:
+        return f"{self.prefix}:audio:{session_id}:item:{item_id}:enc"
+
+    def session_events(self, session_id: str) -> str:
+        return f"{self.prefix}:session:{session_id}:events"
+
+    def session_scratch(self, session_id: str) -> list[str]:
+        """Every per-session key whose name is fixed (item audio keys expire on their own)."""
+        return [
+            self.session(session_id),
+            self.session_items(session_id),
+            self.session_order(session_id),
+            self.session_events(session_id),
+            self.audio_log(session_id),
+            self.audio_state(session_id),
+            self.audio_utterance(session_id),
+            self.audio_pending(session_id),
+        ]
+
     # Worker presence: one key per worker process, refreshed while its model is loaded.
     def worker(self, kind: str, name: str) -> str:
         return f"{self.prefix}:worker:{kind}:{name}"

@@ -54,7 +54,16 @@ class OutputText(_Wire):
     text: str
 
 
-ContentPart = Annotated[InputText | OutputText, Field(discriminator="type")]
+class InputAudio(_Wire):
+    """Speech in a user message. `audio` (base64, in the session's input format) is only ever sent by a
+    client creating an item; the server keeps the audio in Redis and fills in `transcript`."""
+
+    type: Literal["input_audio"]
+    audio: str | None = None
+    transcript: str | None = None
+
+
+ContentPart = Annotated[InputText | OutputText | InputAudio, Field(discriminator="type")]
 
 
 class MessageItem(_Wire):
@@ -71,7 +80,12 @@ class MessageItem(_Wire):
     content: list[ContentPart] = Field(default_factory=list, max_length=64)
 
     def text(self) -> str:
-        return "".join(part.text for part in self.content)
+        """The message as text: typed text and the transcripts of its speech."""
+        return "".join(p.transcript or "" if isinstance(p, InputAudio) else p.text for p in self.content)
+
+    def pending_audio(self) -> bool:
+        """True while some speech in the message has no transcript yet."""
+        return any(isinstance(p, InputAudio) and p.transcript is None for p in self.content)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -81,8 +95,61 @@ class MessageItem(_Wire):
 MaxTokens = int | Literal["inf"]
 
 
+class PcmFormat(_Wire):
+    """PCM16 little-endian mono. The Realtime API fixes 24 kHz; other common rates work here too."""
+
+    type: Literal["audio/pcm"] = "audio/pcm"
+    rate: Literal[8000, 16000, 22050, 24000, 32000, 44100, 48000] = 24000
+
+
+class PcmuFormat(_Wire):
+    type: Literal["audio/pcmu"]  # G.711 µ-law, 8 kHz
+
+
+class PcmaFormat(_Wire):
+    type: Literal["audio/pcma"]  # G.711 A-law, 8 kHz
+
+
+AudioFormat = Annotated[PcmFormat | PcmuFormat | PcmaFormat, Field(discriminator="type")]
+_BETA_FORMATS: dict[str, dict[str, Any]] = {
+    "pcm16": {"type": "audio/pcm", "rate": 24000},
+    "g711_ulaw": {"type": "audio/pcmu"},
+    "g711_alaw": {"type": "audio/pcma"},
+}
+
+
+class ServerVad(_Wire):
+    type: Literal["server_vad"] = "server_vad"
+    threshold: float = Field(0.5, ge=0.0, le=1.0, description="Silero speech probability that counts as speech.")
+    prefix_padding_ms: int = Field(300, ge=0, le=5000, description="Audio kept before the detected speech.")
+    silence_duration_ms: int = Field(500, ge=100, le=10_000, description="Silence that ends the turn.")
+    create_response: bool = True
+    interrupt_response: bool = True
+
+
+class InputTranscription(_Wire):
+    model: str | None = None
+    language: str | None = Field(None, max_length=16)
+    prompt: str | None = Field(None, max_length=2000)
+
+
+class AudioInput(_Wire):
+    format: AudioFormat = Field(default_factory=PcmFormat)
+    transcription: InputTranscription | None = Field(default_factory=InputTranscription)
+    turn_detection: ServerVad | None = Field(default_factory=ServerVad)
+
+
+class SessionAudio(_Wire):
+    input: AudioInput = Field(default_factory=AudioInput)
+
+
 class SessionPatch(_Wire):
-    """The fields of `session.update` we honour; others are accepted and ignored."""
+    """The fields of `session.update` we honour; others are accepted and ignored.
+
+    Inside `audio.input`, a field that is present replaces the current value (null switches
+    `turn_detection` off); absent fields stay as they are. The beta names `input_audio_format`,
+    `turn_detection` and `input_audio_transcription` are accepted too.
+    """
 
     type: Literal["realtime"] | None = None
     model: str | None = None
@@ -90,6 +157,23 @@ class SessionPatch(_Wire):
     output_modalities: list[Literal["text"]] | None = Field(None, min_length=1)
     max_output_tokens: Annotated[int, Field(ge=1)] | Literal["inf"] | None = None
     temperature: float | None = Field(None, ge=0.0, le=2.0)
+    audio: SessionAudio | None = None
+    input_audio_format: Literal["pcm16", "g711_ulaw", "g711_alaw"] | None = None
+    turn_detection: ServerVad | None = None
+    input_audio_transcription: InputTranscription | None = None
+
+    def audio_input_changes(self) -> dict[str, Any]:
+        """The `audio.input` fields this patch sets, beta names folded in."""
+        changes: dict[str, Any] = {}
+        if self.input_audio_format is not None:
+            changes["format"] = TypeAdapter(AudioFormat).validate_python(_BETA_FORMATS[self.input_audio_format])
+        for beta in ("turn_detection", "input_audio_transcription"):
+            if beta in self.model_fields_set:
+                changes[beta.removeprefix("input_audio_")] = getattr(self, beta)
+        if self.audio is not None and "input" in self.audio.model_fields_set:
+            given = self.audio.input
+            changes.update({name: getattr(given, name) for name in given.model_fields_set})
+        return changes
 
 
 class Session(_Out):
@@ -103,9 +187,13 @@ class Session(_Out):
     instructions: str = ""
     max_output_tokens: MaxTokens = "inf"
     temperature: float
+    audio: SessionAudio = Field(default_factory=SessionAudio)
 
     def merged(self, patch: SessionPatch) -> Session:
-        update = patch.model_dump(exclude_none=True, exclude={"type", "model"})
+        keep = {"instructions", "output_modalities", "max_output_tokens", "temperature"}
+        update: dict[str, Any] = {k: v for k, v in patch.model_dump(include=keep).items() if v is not None}
+        if changes := patch.audio_input_changes():
+            update["audio"] = SessionAudio(input=self.audio.input.model_copy(update=changes))
         return self.model_copy(update=update)
 
 
@@ -148,6 +236,22 @@ class ConversationItemRetrieve(_Wire):
     item_id: str
 
 
+class InputAudioBufferAppend(_Wire):
+    type: Literal["input_audio_buffer.append"]
+    event_id: str | None = None
+    audio: str  # base64, in the session's input audio format
+
+
+class InputAudioBufferCommit(_Wire):
+    type: Literal["input_audio_buffer.commit"]
+    event_id: str | None = None
+
+
+class InputAudioBufferClear(_Wire):
+    type: Literal["input_audio_buffer.clear"]
+    event_id: str | None = None
+
+
 class ResponseCreate(_Wire):
     type: Literal["response.create"]
     event_id: str | None = None
@@ -165,6 +269,9 @@ ClientEvent = Annotated[
     | ConversationItemCreate
     | ConversationItemDelete
     | ConversationItemRetrieve
+    | InputAudioBufferAppend
+    | InputAudioBufferCommit
+    | InputAudioBufferClear
     | ResponseCreate
     | ResponseCancel,
     Field(discriminator="type"),
@@ -175,6 +282,9 @@ CLIENT_EVENT_TYPES: frozenset[str] = frozenset(
         "conversation.item.create",
         "conversation.item.delete",
         "conversation.item.retrieve",
+        "input_audio_buffer.append",
+        "input_audio_buffer.commit",
+        "input_audio_buffer.clear",
         "response.create",
         "response.cancel",
     }
@@ -362,6 +472,61 @@ class ResponseOutputTextDone(_ServerEvent):
     text: str
 
 
+class InputAudioBufferCommitted(_ServerEvent):
+    type: Literal["input_audio_buffer.committed"] = "input_audio_buffer.committed"
+    previous_item_id: str | None
+    item_id: str
+
+
+class InputAudioBufferCleared(_ServerEvent):
+    type: Literal["input_audio_buffer.cleared"] = "input_audio_buffer.cleared"
+
+
+class InputAudioBufferSpeechStarted(_ServerEvent):
+    type: Literal["input_audio_buffer.speech_started"] = "input_audio_buffer.speech_started"
+    audio_start_ms: int
+    item_id: str
+
+
+class InputAudioBufferSpeechStopped(_ServerEvent):
+    type: Literal["input_audio_buffer.speech_stopped"] = "input_audio_buffer.speech_stopped"
+    audio_end_ms: int
+    item_id: str
+
+
+class TranscriptionUsage(_Out):
+    type: Literal["duration"] = "duration"
+    seconds: float
+
+
+class InputAudioTranscriptionDelta(_ServerEvent):
+    type: Literal["conversation.item.input_audio_transcription.delta"] = (
+        "conversation.item.input_audio_transcription.delta"
+    )
+    item_id: str
+    content_index: int = 0
+    delta: str
+
+
+class InputAudioTranscriptionCompleted(_ServerEvent):
+    type: Literal["conversation.item.input_audio_transcription.completed"] = (
+        "conversation.item.input_audio_transcription.completed"
+    )
+    item_id: str
+    content_index: int = 0
+    transcript: str
+    usage: TranscriptionUsage
+
+
+class InputAudioTranscriptionFailed(_ServerEvent):
+    type: Literal["conversation.item.input_audio_transcription.failed"] = (
+        "conversation.item.input_audio_transcription.failed"
+    )
+    item_id: str
+    content_index: int = 0
+    error: ErrorDetail
+
+
 ServerEvent = (
     ErrorEvent
     | SessionCreated
@@ -379,6 +544,13 @@ ServerEvent = (
     | ResponseContentPartDone
     | ResponseOutputTextDelta
     | ResponseOutputTextDone
+    | InputAudioBufferCommitted
+    | InputAudioBufferCleared
+    | InputAudioBufferSpeechStarted
+    | InputAudioBufferSpeechStopped
+    | InputAudioTranscriptionDelta
+    | InputAudioTranscriptionCompleted
+    | InputAudioTranscriptionFailed
 )
 
 # ---------------------------------------------------------------------------------------------
@@ -429,3 +601,109 @@ class ResponseFinal(_Out):
 
 StreamEvent = Annotated[TokenDelta | ResponseFinal, Field(discriminator="type")]
 stream_event_adapter: TypeAdapter[StreamEvent] = TypeAdapter(StreamEvent)
+
+
+# --- A session's input audio log: gateway -> audio workers, in arrival order -------------------
+
+
+class AudioAppend(_Out):
+    """Samples appended to the input buffer; the PCM travels beside this header as raw bytes."""
+
+    v: Literal[1] = 1
+    type: Literal["append"] = "append"
+    sample_rate: Literal[16000] = 16000
+    dtype: Literal["int16"] = "int16"
+    samples: int = Field(ge=1)
+    item_id: str | None = None  # the item this audio becomes if the client commits it
+
+
+class AudioCommit(_Out):
+    """The buffer so far becomes user item `item_id` (already in the conversation if `item_added`)."""
+
+    v: Literal[1] = 1
+    type: Literal["commit"] = "commit"
+    item_id: str
+    item_added: bool = False
+
+
+class AudioClear(_Out):
+    v: Literal[1] = 1
+    type: Literal["clear"] = "clear"
+
+
+AudioLogEntry = Annotated[AudioAppend | AudioCommit | AudioClear, Field(discriminator="type")]
+audio_log_adapter: TypeAdapter[AudioLogEntry] = TypeAdapter(AudioLogEntry)
+
+
+# --- A session's events from workers: audio workers -> gateway ---------------------------------
+
+
+class SpeechStarted(_Out):
+    v: Literal[1] = 1
+    type: Literal["speech_started"] = "speech_started"
+    item_id: str
+    audio_start_ms: int
+
+
+class SpeechStopped(_Out):
+    v: Literal[1] = 1
+    type: Literal["speech_stopped"] = "speech_stopped"
+    item_id: str
+    audio_end_ms: int
+
+
+class AudioCommitted(_Out):
+    """An utterance became a conversation item (by server VAD, or the client's commit)."""
+
+    v: Literal[1] = 1
+    type: Literal["committed"] = "committed"
+    item_id: str
+    previous_item_id: str | None
+    by_vad: bool
+
+
+class TranscriptDelta(_Out):
+    v: Literal[1] = 1
+    type: Literal["transcript_delta"] = "transcript_delta"
+    item_id: str
+    delta: str
+
+
+class TranscriptDone(_Out):
+    v: Literal[1] = 1
+    type: Literal["transcript_done"] = "transcript_done"
+    item_id: str
+    transcript: str
+    duration_s: float
+
+
+class TranscriptFailed(_Out):
+    v: Literal[1] = 1
+    type: Literal["transcript_failed"] = "transcript_failed"
+    item_id: str
+    code: str
+    message: str
+
+
+SessionEvent = Annotated[
+    SpeechStarted | SpeechStopped | AudioCommitted | TranscriptDelta | TranscriptDone | TranscriptFailed,
+    Field(discriminator="type"),
+]
+session_event_adapter: TypeAdapter[SessionEvent] = TypeAdapter(SessionEvent)
+
+
+class EncoderStates(_Out):
+    """Header of an utterance's Whisper encoder output, stored beside its raw bytes for fusion."""
+
+    v: Literal[1] = 1
+    model: str
+    dtype: Literal["float16", "float32"]
+    shape: list[int]  # [frames, width]
+    frames_per_second: float
+
+
+class AudioStreamRequest(_Out):
+    """Payload of `audio.stream`: process whatever the session's input log holds."""
+
+    v: Literal[1] = 1
+    session_id: str

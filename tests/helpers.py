@@ -129,15 +129,18 @@ def make_stack(redis_url: str, log_dir: Path, **settings: str) -> Stack:
 
 @contextlib.contextmanager
 def running_stack(
-    redis_url: str, log_dir: Path, *, decoders: int = 1, gateway: bool = True, **settings: str
+    redis_url: str, log_dir: Path, *, decoders: int = 1, audio: int = 1, gateway: bool = True, **settings: str
 ) -> Iterator[Stack]:
     stack = make_stack(redis_url, log_dir, **settings)
     try:
         for i in range(decoders):
             stack.start_worker("decode", f"decode-{i}")
+        for i in range(audio):
+            stack.start_worker("audio", f"audio-{i}")
         if gateway:
             stack.start_gateway()
         stack.wait_ready("decode", decoders)
+        stack.wait_ready("audio", audio)
         yield stack
     finally:
         stack.close()

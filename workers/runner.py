@@ -11,12 +11,12 @@ import logging
 import os
 import socket
 import threading
-from typing import Any
+from typing import Any, Protocol
 
 import redis
 from celery.signals import worker_ready, worker_shutting_down
 
-from shared.celery_app import QUEUE_DECODE, create_celery
+from shared.celery_app import QUEUE_AUDIO, QUEUE_DECODE, create_celery
 from shared.config import Settings, WorkerKind
 from shared.keys import Keys
 from workers.presence import Presence
@@ -35,20 +35,36 @@ def limit_threads(threads: int, omp_wait_policy: str = "passive") -> None:
     os.environ["OMP_WAIT_POLICY"] = omp_wait_policy.upper()
 
 
+class WorkerService(Protocol):
+    def warm_up(self) -> None: ...
+    def shutdown(self) -> None: ...
+
+
 def run_worker(kind: WorkerKind, settings: Settings, name: str | None = None) -> None:
     name = name or f"{kind}-{socket.gethostname()}-{os.getpid()}"
     client = redis.Redis.from_url(settings.redis_url)
     presence = Presence(client, Keys(settings.key_prefix), kind, name)
     app = create_celery(settings)
+    service: WorkerService
 
     if kind == "decode":
         limit_threads(settings.decoder_threads, settings.decoder_omp_wait_policy)
         from workers.decoder.service import DecoderService
         from workers.decoder.tasks import register
 
-        service = DecoderService(settings, client, presence)
-        register(app, service)
+        decoder = DecoderService(settings, client, presence)
+        register(app, decoder)
+        service = decoder
         queue, concurrency = QUEUE_DECODE, settings.decoder_concurrency
+    elif kind == "audio":
+        limit_threads(settings.audio_threads)
+        from workers.audio.service import AudioService
+        from workers.audio.tasks import register as register_audio
+
+        audio = AudioService(settings, client, presence)
+        register_audio(app, audio)
+        service = audio
+        queue, concurrency = QUEUE_AUDIO, settings.audio_concurrency
     else:  # pragma: no cover - WorkerKind is a Literal
         raise ValueError(f"unknown worker kind {kind}")
 

@@ -1,13 +1,16 @@
 """One object per websocket: parse client events, keep the session, run one response at a time.
 
 Every bad frame is answered with an `error` event and the connection stays usable. Sending is
-serialised by a lock because the response streams while client events keep arriving. When the
-socket closes, the running response is cancelled and the session's keys are removed.
+serialised by a lock because responses and worker events stream while client events keep
+arriving. A second task relays what audio workers report (speech started/stopped, transcripts,
+turns committed by server VAD) and acts on it: barge-in cancels the running response, a VAD turn
+starts one. When the socket closes, the running response is cancelled and the session's keys go.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -15,11 +18,13 @@ from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from gateway.realtime.audio_input import AudioInputBuffer
 from gateway.realtime.responder import stream_response
 from gateway.services import Services
 from shared.errors import InvalidRequest, error_info
 from shared.messages import (
     CLIENT_EVENT_TYPES,
+    AudioCommitted,
     ClientEvent,
     ConversationItemAdded,
     ConversationItemCreate,
@@ -32,6 +37,15 @@ from shared.messages import (
     ErrorDetail,
     ErrorEvent,
     GenerateRequest,
+    InputAudio,
+    InputAudioBufferAppend,
+    InputAudioBufferCleared,
+    InputAudioBufferCommitted,
+    InputAudioBufferSpeechStarted,
+    InputAudioBufferSpeechStopped,
+    InputAudioTranscriptionCompleted,
+    InputAudioTranscriptionDelta,
+    InputAudioTranscriptionFailed,
     InputText,
     MessageItem,
     OutputText,
@@ -39,11 +53,18 @@ from shared.messages import (
     ResponseCancel,
     ResponseCreate,
     ResponseCreated,
+    ResponseParams,
     ServerEvent,
     Session,
     SessionCreated,
     SessionUpdate,
     SessionUpdated,
+    SpeechStarted,
+    SpeechStopped,
+    TranscriptDelta,
+    TranscriptDone,
+    TranscriptFailed,
+    TranscriptionUsage,
     new_id,
     parse_client_event,
 )
@@ -51,35 +72,51 @@ from shared.messages import (
 log = logging.getLogger(__name__)
 
 Handler = Callable[[Any], Awaitable[None]]
+_EVENTS_BLOCK_MS = 1000
 
 
 class RealtimeConnection:
     def __init__(self, ws: WebSocket, services: Services) -> None:
         self._ws = ws
         self._services = services
-        self._settings = services.settings
+        self._settings = s = services.settings
         self._send_lock = asyncio.Lock()
         self._response_id: str | None = None
         self._response_task: asyncio.Task[None] | None = None
-        s = services.settings
+        self._auto_response_due = False
         self.session = Session(
             id=new_id("sess"),
             model=s.served_model_name,
             instructions=s.default_instructions,
             temperature=s.default_temperature,
         )
+        self._audio = AudioInputBuffer(
+            services.audio, self.session.id, self.session.audio.input.format, max_seconds=s.max_audio_buffer_s
+        )
         self._handlers: dict[str, Handler] = {
             "session.update": self._session_update,
             "conversation.item.create": self._item_create,
             "conversation.item.delete": self._item_delete,
             "conversation.item.retrieve": self._item_retrieve,
+            "input_audio_buffer.append": self._audio_append,
+            "input_audio_buffer.commit": self._audio_commit,
+            "input_audio_buffer.clear": self._audio_clear,
             "response.create": self._response_create,
             "response.cancel": self._response_cancel,
+        }
+        self._worker_handlers: dict[type, Callable[[Any], Awaitable[None]]] = {
+            SpeechStarted: self._on_speech_started,
+            SpeechStopped: self._on_speech_stopped,
+            AudioCommitted: self._on_committed,
+            TranscriptDelta: self._on_transcript_delta,
+            TranscriptDone: self._on_transcript_done,
+            TranscriptFailed: self._on_transcript_failed,
         }
 
     async def run(self) -> None:
         await self._services.sessions.save(self.session)
         await self.send(SessionCreated(session=self.session))
+        relay = asyncio.create_task(self._relay_worker_events(), name=f"relay-{self.session.id}")
         try:
             while True:
                 message = await self._ws.receive()
@@ -89,6 +126,8 @@ class RealtimeConnection:
         except WebSocketDisconnect:
             pass
         finally:
+            relay.cancel()
+            await asyncio.gather(relay, return_exceptions=True)
             await self._close()
 
     async def send(self, event: ServerEvent) -> None:
@@ -97,13 +136,8 @@ class RealtimeConnection:
 
     async def send_error(self, exc: BaseException, event_id: str | None) -> None:
         info = error_info(exc)
-        await self.send(
-            ErrorEvent(
-                error=ErrorDetail(
-                    type=info.type, code=info.code, message=info.message, param=info.param, event_id=event_id
-                )
-            )
-        )
+        detail = ErrorDetail(type=info.type, code=info.code, message=info.message, param=info.param, event_id=event_id)
+        await self.send(ErrorEvent(error=detail))
 
     # --- frames -> events -----------------------------------------------------------------------
 
@@ -138,7 +172,7 @@ class RealtimeConnection:
             raise InvalidRequest("An event must be a JSON object.", code="invalid_json")
         return raw
 
-    # --- handlers -------------------------------------------------------------------------------
+    # --- session and conversation ---------------------------------------------------------------
 
     async def _session_update(self, event: SessionUpdate) -> None:
         patch = event.session
@@ -148,17 +182,16 @@ class RealtimeConnection:
             )
         if patch.instructions is not None:
             self._check_length(patch.instructions, self._settings.max_instructions_chars, "session.instructions")
-        self.session = self.session.merged(patch)
+        session = self.session.merged(patch)
+        self._audio.set_format(session.audio.input.format)
+        self.session = session
         await self._services.sessions.save(self.session)
         await self.send(SessionUpdated(session=self.session))
 
     async def _item_create(self, event: ConversationItemCreate) -> None:
         item = self._checked_item(event.item)
-        sessions = self._services.sessions
-        previous = await sessions.add_item(self.session.id, item, event.previous_item_id)
-        await self.send(ConversationItemAdded(previous_item_id=previous, item=item))
-        await self.send(ConversationItemCreated(previous_item_id=previous, item=item))
-        await self.send(ConversationItemDone(previous_item_id=previous, item=item))
+        previous = await self._services.sessions.add_item(self.session.id, item, event.previous_item_id)
+        await self._announce_item(item, previous, done=True)
 
     async def _item_delete(self, event: ConversationItemDelete) -> None:
         await self._services.sessions.delete_item(self.session.id, event.item_id)
@@ -168,13 +201,42 @@ class RealtimeConnection:
         item = await self._services.sessions.get_item(self.session.id, event.item_id)
         await self.send(ConversationItemRetrieved(item=item))
 
+    async def _announce_item(self, item: MessageItem, previous: str | None, *, done: bool) -> None:
+        await self.send(ConversationItemAdded(previous_item_id=previous, item=item))
+        await self.send(ConversationItemCreated(previous_item_id=previous, item=item))
+        if done:
+            await self.send(ConversationItemDone(previous_item_id=previous, item=item))
+
+    # --- input audio ----------------------------------------------------------------------------
+
+    async def _audio_append(self, event: InputAudioBufferAppend) -> None:
+        await self._audio.append(event.audio)
+
+    async def _audio_commit(self, _event: Any) -> None:
+        self._audio.check_commit()
+        item = MessageItem(id=self._audio.item_id, role="user", content=[InputAudio(type="input_audio")])
+        assert item.id is not None
+        previous = await self._services.sessions.add_item(self.session.id, item, None)
+        await self._audio.commit()
+        await self.send(InputAudioBufferCommitted(previous_item_id=previous, item_id=item.id))
+        await self._announce_item(item, previous, done=False)
+
+    async def _audio_clear(self, _event: Any) -> None:
+        await self._audio.clear()
+        await self.send(InputAudioBufferCleared())
+
+    # --- responses ------------------------------------------------------------------------------
+
     async def _response_create(self, event: ResponseCreate) -> None:
+        await self._start_response(event.response)
+
+    async def _start_response(self, params: ResponseParams) -> None:
         if self._response_task is not None:
             raise InvalidRequest(
                 f"Conversation already has an active response in progress: {self._response_id}.",
                 code="conversation_already_has_active_response",
             )
-        params, s = event.response, self._settings
+        s = self._settings
         instructions = params.instructions if params.instructions is not None else self.session.instructions
         self._check_length(instructions, s.max_instructions_chars, "response.instructions")
         max_tokens = params.max_output_tokens or self.session.max_output_tokens
@@ -224,13 +286,89 @@ class RealtimeConnection:
             log.info("client left during response %s", response.id)
         except Exception as exc:
             log.exception("response %s failed in the gateway", response.id)
-            try:
+            with contextlib.suppress(Exception):
                 await self.send_error(exc, None)
-            except Exception:
-                log.debug("could not report the failure of %s", response.id)
         finally:
             self._response_id = None
             self._response_task = None
+        if self._auto_response_due:
+            self._auto_response_due = False
+            await self._start_response(ResponseParams())
+
+    # --- what audio workers report ----------------------------------------------------------------
+
+    async def _relay_worker_events(self) -> None:
+        after = "0-0"
+        while True:
+            try:
+                entries = await self._services.audio.events(self.session.id, after, _EVENTS_BLOCK_MS)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.warning("reading worker events of %s failed; retrying", self.session.id, exc_info=True)
+                await asyncio.sleep(1)
+                continue
+            for entry_id, event in entries:
+                after = entry_id
+                try:
+                    await self._worker_handlers[type(event)](event)
+                except (WebSocketDisconnect, RuntimeError):
+                    return
+                except Exception as exc:
+                    log.exception("handling %s failed", event.type)
+                    with contextlib.suppress(Exception):
+                        await self.send_error(exc, None)
+
+    async def _on_speech_started(self, event: SpeechStarted) -> None:
+        await self.send(InputAudioBufferSpeechStarted(audio_start_ms=event.audio_start_ms, item_id=event.item_id))
+        vad = self.session.audio.input.turn_detection
+        if vad is not None and vad.interrupt_response and self._response_id is not None:
+            await self._services.decoder.cancel(self._response_id, "turn_detected")
+
+    async def _on_speech_stopped(self, event: SpeechStopped) -> None:
+        await self.send(InputAudioBufferSpeechStopped(audio_end_ms=event.audio_end_ms, item_id=event.item_id))
+
+    async def _on_committed(self, event: AudioCommitted) -> None:
+        if not event.by_vad:
+            return  # the gateway announced the client's own commit already
+        self._audio.committed_by_vad()
+        item = MessageItem(id=event.item_id, role="user", content=[InputAudio(type="input_audio")])
+        await self.send(InputAudioBufferCommitted(previous_item_id=event.previous_item_id, item_id=event.item_id))
+        await self._announce_item(item, event.previous_item_id, done=False)
+        vad = self.session.audio.input.turn_detection
+        if vad is not None and vad.create_response:
+            if self._response_task is None:
+                await self._start_response(ResponseParams())
+            else:
+                self._auto_response_due = True  # after the running (usually just cancelled) one ends
+
+    async def _on_transcript_delta(self, event: TranscriptDelta) -> None:
+        if self._transcripts_on():
+            await self.send(InputAudioTranscriptionDelta(item_id=event.item_id, delta=event.delta))
+
+    async def _on_transcript_done(self, event: TranscriptDone) -> None:
+        if self._transcripts_on():
+            await self.send(
+                InputAudioTranscriptionCompleted(
+                    item_id=event.item_id,
+                    transcript=event.transcript,
+                    usage=TranscriptionUsage(seconds=round(event.duration_s, 3)),
+                )
+            )
+        await self._item_done(event.item_id)
+
+    async def _on_transcript_failed(self, event: TranscriptFailed) -> None:
+        error = ErrorDetail(type="invalid_request_error", code=event.code, message=event.message)
+        await self.send(InputAudioTranscriptionFailed(item_id=event.item_id, error=error))
+        await self._item_done(event.item_id)
+
+    async def _item_done(self, item_id: str) -> None:
+        with contextlib.suppress(InvalidRequest):  # deleted meanwhile: nothing to announce
+            item = await self._services.sessions.get_item(self.session.id, item_id)
+            await self.send(ConversationItemDone(previous_item_id=None, item=item))
+
+    def _transcripts_on(self) -> bool:
+        return self.session.audio.input.transcription is not None
 
     # --- helpers --------------------------------------------------------------------------------
 

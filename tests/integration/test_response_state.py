@@ -69,7 +69,7 @@ async def test_attempts_are_bounded(fresh_redis_url):
 async def test_cancel_while_queued_ends_at_once_and_only_once(fresh_redis_url):
     worker, gateway, _, aclient = _stores(fresh_redis_url)
     await gateway.create("r4", "s1")
-    await gateway.request_cancel("r4")
+    await gateway.request_cancel("r4", "client_cancelled")
     assert await gateway.finish_unclaimed("r4", ResponseFinal(status="cancelled"))
     assert not await gateway.finish_unclaimed("r4", ResponseFinal(status="cancelled"))
     assert worker.claim("r4", "w1", 3) == "final"
@@ -81,7 +81,7 @@ async def test_running_response_is_not_finished_as_unclaimed(fresh_redis_url):
     await gateway.create("r5", "s1")
     assert worker.claim("r5", "w1", 3) == "ok"
     assert not await gateway.finish_unclaimed("r5", ResponseFinal(status="cancelled"))
-    assert worker.is_cancelled("r5") is False
-    await gateway.request_cancel("r5")
-    assert worker.is_cancelled("r5") is True
+    assert worker.cancel_reason("r5") is None
+    await gateway.request_cancel("r5", "turn_detected")
+    assert worker.cancel_reason("r5") == "turn_detected"
     await aclient.aclose()

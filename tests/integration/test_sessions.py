@@ -38,3 +38,24 @@ async def test_order_previous_item_and_bounded_length(fresh_redis_url):
     await store.drop("s")
     assert await client.exists(KEYS.session_items("s"), KEYS.session_order("s")) == 0
     await client.aclose()
+
+
+async def test_worker_adds_items_idempotently_and_fills_transcripts(fresh_redis_url):
+    from shared.messages import InputAudio
+    from shared.sessions import SessionWriter
+
+    client = aioredis.Redis.from_url(fresh_redis_url)
+    store = SessionStore(client, KEYS, ttl_s=60, max_items=10)
+    writer = SessionWriter(redis.Redis.from_url(fresh_redis_url), KEYS, ttl_s=60, max_items=10)
+    await store.add_item("w", _item("a"), None)
+    spoken = MessageItem(id="sp", role="user", content=[InputAudio(type="input_audio")])
+    assert writer.add_item("w", spoken) == "a"
+    assert writer.add_item("w", spoken) is None  # redelivered: no second copy
+    assert await store.item_ids("w") == ["a", "sp"]
+    assert (await store.get_item("w", "sp")).pending_audio()
+    assert writer.set_transcript("w", "sp", "hello there")
+    item = await store.get_item("w", "sp")
+    assert not item.pending_audio() and item.text() == "hello there"
+    assert not writer.set_transcript("w", "a", "x")  # not an audio part
+    assert not writer.set_transcript("w", "gone", "x")
+    await client.aclose()

@@ -54,6 +54,7 @@ class Job:
     deadline: float  # time.monotonic() value
     resume: list[int] = field(default_factory=list)
     cancelled: threading.Event = field(default_factory=threading.Event)
+    cancel_reason: str = "client_cancelled"
     events: queue.SimpleQueue[EngineEvent] = field(default_factory=queue.SimpleQueue)
 
 
@@ -152,7 +153,7 @@ class Engine:
             job = slot.job
             assert job is not None
             if job.cancelled.is_set():
-                self._finish(slot, self._done(slot, "cancelled", "client_cancelled"))
+                self._finish(slot, self._done(slot, "cancelled", job.cancel_reason))
             elif now > job.deadline:
                 self._finish(slot, self._done(slot, "failed", "time_limit", error="time limit reached"))
 

@@ -18,7 +18,7 @@ import redis
 
 from shared.config import Settings
 from shared.keys import Keys
-from shared.messages import GenerateRequest, ResponseFinal, TokenDelta, TokenUsage
+from shared.messages import GenerateRequest, MessageItem, ResponseFinal, TokenDelta, TokenUsage
 from shared.models import ResolvedModel, resolve_model
 from shared.response_state import ResponseStore
 from shared.sessions import load_items
@@ -126,10 +126,14 @@ class DecoderService:
 
     def _generate_claimed(self, request: GenerateRequest, owner: str) -> ResponseFinal | None:
         rid = request.response_id
-        if self._store.is_cancelled(rid):
-            return ResponseFinal(status="cancelled", reason="client_cancelled")
+        if reason := self._store.cancel_reason(rid):
+            return ResponseFinal(status="cancelled", reason=reason)
         loaded = self._load()
-        items = load_items(self._redis, self._keys, request.session_id, request.item_ids)
+        items = self._wait_for_transcripts(request, owner)
+        if items is None:
+            return None  # lost the lease while waiting
+        if reason := self._store.cancel_reason(rid):
+            return ResponseFinal(status="cancelled", reason=reason)
         budget = loaded.model.n_ctx_per_seq - min(request.max_output_tokens, _MIN_REPLY_TOKENS)
         prompt = build_prompt(loaded.template, loaded.model.tokenize, items, request.instructions, budget)
         if prompt is None:
@@ -151,6 +155,27 @@ class DecoderService:
         )
         loaded.engine.submit(job)
         return self._relay(rid, owner, job)
+
+    def _wait_for_transcripts(self, request: GenerateRequest, owner: str) -> list[MessageItem] | None:
+        """Speech reaches the prompt as its transcript: wait until audio workers have written them.
+
+        Keeps the lease alive meanwhile; gives up after `transcript_wait_s` (the speech then counts
+        as empty) or when the response is cancelled.
+        """
+        rid = request.response_id
+        deadline = time.monotonic() + self._settings.transcript_wait_s
+        next_renew = time.monotonic() + _RENEW_S
+        while True:
+            items = load_items(self._redis, self._keys, request.session_id, request.item_ids)
+            if not any(item.pending_audio() for item in items) or time.monotonic() > deadline:
+                return items
+            if self._store.cancel_reason(rid) or self._stopping.is_set():
+                return items
+            if time.monotonic() >= next_renew:
+                if not self._store.renew(rid, owner):
+                    return None
+                next_renew = time.monotonic() + _RENEW_S
+            time.sleep(_POLL_S)
 
     def _relay(self, rid: str, owner: str, job: Job) -> ResponseFinal | None:
         """Forward the job's tokens to Redis until it is done; None when the response was let go."""
@@ -175,7 +200,8 @@ class DecoderService:
                     return None
                 next_renew = now + _RENEW_S
             if now >= next_cancel_check:
-                if self._store.is_cancelled(rid):
+                if reason := self._store.cancel_reason(rid):
+                    job.cancel_reason = reason
                     job.cancelled.set()
                 next_cancel_check = now + _CANCEL_CHECK_S
 

@@ -1,0 +1,74 @@
+"""The gateway's side of a session's audio: write the input log, read the workers' events.
+
+Appends, commits and clears go into one Redis Stream per session in arrival order; an audio
+worker applies them in that order under a per-session lock. At most one `audio.stream` task per
+session waits in the queue at a time: a slow worker catches up on everything in one pass instead
+of working through a backlog of tasks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, cast
+
+import redis.asyncio as aioredis
+from celery import Celery
+
+from shared.celery_app import TASK_AUDIO_STREAM
+from shared.keys import Keys
+from shared.messages import (
+    AudioAppend,
+    AudioClear,
+    AudioCommit,
+    AudioStreamRequest,
+    SessionEvent,
+    session_event_adapter,
+)
+
+# Long enough to cover a queue wait; the worker deletes it as soon as it starts.
+_PENDING_TTL_S = 60
+
+
+class AudioBus:
+    def __init__(self, client: aioredis.Redis, keys: Keys, celery: Celery, *, ttl_s: int) -> None:
+        self._r = client
+        self._keys = keys
+        self._celery = celery
+        self._ttl_s = ttl_s
+
+    async def append(self, session_id: str, pcm16: bytes, item_id: str) -> None:
+        header = AudioAppend(samples=len(pcm16) // 2, item_id=item_id)
+        await self._log(session_id, {"m": header.model_dump_json(), "pcm": pcm16})
+
+    async def commit(self, session_id: str, item_id: str, *, item_added: bool) -> None:
+        await self._log(session_id, {"m": AudioCommit(item_id=item_id, item_added=item_added).model_dump_json()})
+
+    async def clear(self, session_id: str) -> None:
+        await self._log(session_id, {"m": AudioClear().model_dump_json()})
+
+    async def events(self, session_id: str, after: str, block_ms: int) -> list[tuple[str, SessionEvent]]:
+        reply: Any = await self._r.xread({self._keys.session_events(session_id): after}, block=block_ms, count=64)
+        out = []
+        for _, entries in reply:
+            for entry_id, fields in entries:
+                raw = fields.get(b"m") or fields.get("m")
+                out.append((_text(entry_id), session_event_adapter.validate_json(raw)))
+        return out
+
+    async def _log(self, session_id: str, fields: dict[str, Any]) -> None:
+        log = self._keys.audio_log(session_id)
+        async with self._r.pipeline(transaction=False) as pipe:
+            pipe.xadd(log, cast(Any, fields))
+            pipe.expire(log, self._ttl_s)
+            pipe.set(self._keys.audio_pending(session_id), 1, nx=True, ex=_PENDING_TTL_S)
+            *_, scheduled = await pipe.execute()
+        if scheduled:
+            await asyncio.to_thread(
+                self._celery.send_task,
+                TASK_AUDIO_STREAM,
+                kwargs={"request": AudioStreamRequest(session_id=session_id).model_dump(mode="json")},
+            )
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

@@ -1,0 +1,101 @@
+"""Client audio -> 16 kHz mono PCM16, the one format audio has inside the service.
+
+The gateway converts each `input_audio_buffer.append` as it arrives: G.711 (µ-law, A-law) is
+expanded to PCM16, and other rates go through a streaming polyphase resampler whose filter state
+carries over from chunk to chunk, so chunk boundaries leave no clicks. Pure numpy.
+"""
+
+from __future__ import annotations
+
+from math import gcd
+
+import numpy as np
+import numpy.typing as npt
+
+TARGET_RATE = 16_000
+Int16 = npt.NDArray[np.int16]
+
+
+def _ulaw_table() -> Int16:
+    u = ~np.arange(256, dtype=np.int32) & 0xFF
+    exponent = (u >> 4) & 0x07
+    sample = (((u & 0x0F) << 3) + 0x84) << exponent
+    sample -= 0x84
+    return np.where(u & 0x80, -sample, sample).astype(np.int16)
+
+
+def _alaw_table() -> Int16:
+    a = np.arange(256, dtype=np.int32) ^ 0x55
+    exponent = (a >> 4) & 0x07
+    mantissa = a & 0x0F
+    sample = np.where(exponent == 0, (mantissa << 4) + 8, ((mantissa << 4) + 0x108) << np.maximum(exponent - 1, 0))
+    return np.where(a & 0x80, sample, -sample).astype(np.int16)
+
+
+ULAW = _ulaw_table()
+ALAW = _alaw_table()
+
+
+def expand_g711(data: bytes, table: Int16) -> Int16:
+    return table[np.frombuffer(data, dtype=np.uint8)]
+
+
+class StreamResampler:
+    """Rational-ratio polyphase resampler (Kaiser-windowed sinc) that keeps state between chunks."""
+
+    def __init__(self, src_rate: int, dst_rate: int = TARGET_RATE, taps_per_phase: int = 24) -> None:
+        g = gcd(src_rate, dst_rate)
+        self.up, self.down = dst_rate // g, src_rate // g
+        self._k = taps_per_phase
+        n = self.up * taps_per_phase
+        cutoff = 0.45 * min(src_rate, dst_rate) / (src_rate * self.up)  # of the upsampled rate
+        t = np.arange(n) - (n - 1) / 2
+        h = 2 * cutoff * np.sinc(2 * cutoff * t) * np.kaiser(n, 8.0) * self.up
+        # phases[p, k] weights input sample i-k for an output at upsampled index i*up + p
+        self._phases = h.reshape(taps_per_phase, self.up).T.astype(np.float32)
+        self._history = np.zeros(taps_per_phase - 1, dtype=np.float32)
+        self._inputs = 0  # input samples seen
+        self._outputs = 0  # output samples produced
+
+    @property
+    def passthrough(self) -> bool:
+        return self.up == self.down
+
+    def process(self, samples: Int16) -> Int16:
+        if self.passthrough:
+            return samples
+        buf = np.concatenate([self._history, samples.astype(np.float32)])
+        total = self._inputs + len(samples)
+        last = (total * self.up - 1) // self.down  # the last output whose newest input has arrived
+        j = np.arange(self._outputs, last + 1)
+        u = j * self.down
+        newest = u // self.up - self._inputs + (self._k - 1)  # index of input sample u // up in buf
+        windows = buf[newest[:, None] - np.arange(self._k)[None, :]]
+        out = np.einsum("nk,nk->n", windows, self._phases[u % self.up])
+        self._history = buf[len(buf) - (self._k - 1) :]
+        self._inputs, self._outputs = total, last + 1
+        return np.clip(np.rint(out), -32768, 32767).astype(np.int16)
+
+
+class InputConverter:
+    """One session's input format: bytes from the client in, 16 kHz PCM16 out."""
+
+    def __init__(self, kind: str, rate: int) -> None:
+        self.kind = kind
+        self.rate = 8000 if kind in ("audio/pcmu", "audio/pcma") else rate
+        self._table = ULAW if kind == "audio/pcmu" else ALAW if kind == "audio/pcma" else None
+        self._resampler = StreamResampler(self.rate)
+
+    @property
+    def bytes_per_sample(self) -> int:
+        return 1 if self._table is not None else 2
+
+    def convert(self, data: bytes) -> Int16:
+        """Raises ValueError when the byte count cannot hold whole samples."""
+        if self._table is not None:
+            samples = expand_g711(data, self._table)
+        else:
+            if len(data) % 2:
+                raise ValueError("PCM16 audio must have an even number of bytes")
+            samples = np.frombuffer(data, dtype="<i2")
+        return self._resampler.process(samples)

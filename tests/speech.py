@@ -1,0 +1,35 @@
+"""Real speech for tests: espeak-ng renders text, resampled to the rate a client would send."""
+
+from __future__ import annotations
+
+import base64
+import functools
+import subprocess
+import tempfile
+import wave
+from pathlib import Path
+
+import numpy as np
+
+from shared.pcm import StreamResampler
+
+
+@functools.cache
+def speak(text: str, rate: int = 24000, voice: str = "en-us", wpm: int = 150) -> bytes:
+    """PCM16 mono at `rate` of `text` spoken by espeak-ng."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "speech.wav"
+        subprocess.run(["espeak-ng", "-v", voice, "-s", str(wpm), "-w", str(path), text], check=True)
+        with wave.open(str(path)) as w:
+            src_rate = w.getframerate()
+            samples = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2")
+    return StreamResampler(src_rate, rate).process(samples).tobytes()
+
+
+def silence(seconds: float, rate: int = 24000) -> bytes:
+    return bytes(2 * int(seconds * rate))
+
+
+def chunks_b64(pcm: bytes, rate: int = 24000, ms: int = 100) -> list[str]:
+    step = 2 * rate * ms // 1000
+    return [base64.b64encode(pcm[i : i + step]).decode() for i in range(0, len(pcm), step)]

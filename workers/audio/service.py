@@ -1,0 +1,237 @@
+"""What an audio worker process does with an `audio.stream` task: Redis around `StreamProcessor`.
+
+One pass per session at a time, under a short per-session lock; the state and the events a pass
+produces are written in one atomic step that first checks the state is still the one the pass
+read. The side effects that come before it (the conversation item of an utterance, its transcript,
+audio and encoder states) are idempotent, so a pass redone after a crash changes nothing twice.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import redis
+
+from shared.config import Settings
+from shared.keys import Keys
+from shared.messages import (
+    AudioCommitted,
+    AudioLogEntry,
+    AudioStreamRequest,
+    EncoderStates,
+    InputAudio,
+    MessageItem,
+    Session,
+    audio_log_adapter,
+)
+from shared.models import ResolvedModel, resolve_model
+from shared.sessions import SessionWriter
+from workers.audio.stream import Ended, StreamProcessor, StreamState, TurnConfig
+from workers.audio.vad import SileroVad
+from workers.audio.whisper import SAMPLE_RATE, WhisperASR
+from workers.presence import Presence
+
+log = logging.getLogger(__name__)
+
+_LOCK_MS = 30_000
+_MAX_ENTRIES = 256
+
+# KEYS: state, utterance audio, session events, input log.
+# ARGV: version read, new state, 'append'|'set', audio bytes, trim-below id ('' = none), ttl, events...
+_SAVE_STATE = """
+local cur = redis.call('GET', KEYS[1])
+local version = 0
+if cur then version = cjson.decode(cur)['version'] end
+if version ~= tonumber(ARGV[1]) then return 0 end
+redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[6])
+if ARGV[3] == 'append' then redis.call('APPEND', KEYS[2], ARGV[4]) else redis.call('SET', KEYS[2], ARGV[4]) end
+redis.call('EXPIRE', KEYS[2], ARGV[6])
+for i = 7, #ARGV do redis.call('XADD', KEYS[3], 'MAXLEN', '~', 2000, '*', 'm', ARGV[i]) end
+redis.call('EXPIRE', KEYS[3], ARGV[6])
+if ARGV[5] ~= '' then redis.call('XTRIM', KEYS[4], 'MINID', ARGV[5]) end
+return 1
+"""
+_RELEASE = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
+
+
+@dataclass(frozen=True)
+class _Models:
+    asr: WhisperASR
+    processor: StreamProcessor
+    resolved: ResolvedModel
+
+
+class AudioService:
+    def __init__(self, settings: Settings, client: redis.Redis, presence: Presence) -> None:
+        self._settings = settings
+        self._keys = Keys(settings.key_prefix)
+        self._r = client
+        self._presence = presence
+        self._writer = SessionWriter(
+            client, self._keys, ttl_s=settings.session_ttl_s, max_items=settings.max_conversation_items
+        )
+        self._commit = client.register_script(_SAVE_STATE)
+        self._release = client.register_script(_RELEASE)
+        self._lock = threading.Lock()
+        self._models: _Models | None = None
+
+    # --- lifecycle ------------------------------------------------------------------------------
+
+    def warm_up(self) -> None:
+        models = self._load()
+        self._presence.update(
+            loaded=True, model=models.resolved.spec, sha256=models.resolved.sha256, path=str(models.resolved.path)
+        )
+
+    def shutdown(self) -> None:
+        """Passes are short and their writes atomic: nothing to hand over."""
+
+    def _load(self) -> _Models:
+        with self._lock:
+            if self._models is None:
+                s = self._settings
+                resolved = resolve_model(
+                    s.asr_model, s.models_dir, allow_downloads=s.allow_downloads, expected_sha256=s.asr_model_sha256
+                )
+                t0 = time.monotonic()
+                asr = WhisperASR(resolved.path, threads=s.audio_threads, compute_type=s.asr_compute_type)
+                self._models = _Models(asr, StreamProcessor(asr, SileroVad()), resolved)
+                log.info(
+                    "loaded %s (sha256 %s) in %.1f s", resolved.path.name, resolved.sha256[:12], time.monotonic() - t0
+                )
+            return self._models
+
+    # --- audio.stream ---------------------------------------------------------------------------
+
+    def stream(self, request: AudioStreamRequest) -> None:
+        """Bring the session's transcription up to date with its input log."""
+        sid = request.session_id
+        self._r.delete(self._keys.audio_pending(sid))  # new audio from now on schedules a new task
+        while True:
+            token = secrets.token_hex(8)
+            lock = self._keys.audio_lock(sid)
+            if not self._r.set(lock, token, nx=True, px=_LOCK_MS):
+                return  # another worker is at it; it looks again after releasing the lock
+            try:
+                while self._pass(sid):
+                    pass
+            finally:
+                self._release(keys=[lock], args=[token])
+            if self._caught_up(sid):
+                return
+
+    def _caught_up(self, sid: str) -> bool:
+        last: Any = self._r.xrevrange(self._keys.audio_log(sid), count=1)
+        if not last:
+            return True
+        raw = self._r.get(self._keys.audio_state(sid))
+        cursor = json.loads(raw)["cursor"] if raw else "0-0"
+        return bool(_text(last[0][0]) == cursor)
+
+    def _pass(self, sid: str) -> bool:
+        """One pass; True when there may be more to do right away."""
+        k = self._keys
+        session_raw = self._r.get(k.session(sid))
+        if session_raw is None:
+            return False  # the session ended
+        session = Session.model_validate_json(session_raw)
+        raw_state = self._r.get(k.audio_state(sid))
+        state = StreamState.from_state(json.loads(raw_state) if raw_state else None)
+        read_version = state.version
+        raw_entries: Any = self._r.xrange(k.audio_log(sid), min=f"({state.cursor}", count=_MAX_ENTRIES)
+        if not raw_entries:
+            return False
+        entries = [_entry(entry_id, fields) for entry_id, fields in raw_entries]
+        stored: Any = self._r.get(k.audio_utterance(sid))
+        audio = _floats(stored or b"")
+        start_before, kept_before = state.utt.start, len(audio)
+
+        models = self._load()
+        transcription = session.audio.input.transcription
+        config = TurnConfig(
+            vad=session.audio.input.turn_detection, prompt=(transcription.prompt or "") if transcription else ""
+        )
+        result = models.processor.run(state, audio, entries, config)
+
+        for ended in result.ended:
+            self._hand_over(sid, ended, models)
+        for event in result.events:
+            if isinstance(event, AudioCommitted) and event.by_vad:
+                event.previous_item_id = self._previous_item(sid, event.item_id)
+
+        result.state.version = read_version + 1
+        pcm = _pcm(result.audio)
+        if result.state.utt.start == start_before:  # only new samples at the end: append them
+            mode, data = "append", pcm[2 * kept_before :]
+        else:
+            mode, data = "set", pcm
+        written = self._commit(
+            keys=[k.audio_state(sid), k.audio_utterance(sid), k.session_events(sid), k.audio_log(sid)],
+            args=[
+                read_version,
+                json.dumps(result.state.to_state()),
+                mode,
+                data,
+                _next_id(result.state.cursor),
+                self._settings.session_ttl_s,
+                *[e.model_dump_json() for e in result.events],
+            ],
+        )
+        if not written:
+            log.warning("session %s: state changed under this pass; dropped it", sid)
+            return False
+        return len(raw_entries) == _MAX_ENTRIES
+
+    def _previous_item(self, sid: str, item_id: str) -> str | None:
+        order: Any = self._r.lrange(self._keys.session_order(sid), 0, -1)
+        ids = [_text(i) for i in order]
+        return ids[ids.index(item_id) - 1] if item_id in ids and ids.index(item_id) > 0 else None
+
+    def _hand_over(self, sid: str, ended: Ended, models: _Models) -> None:
+        """Idempotent side effects of an utterance that ended: item, transcript, audio, encoder states."""
+        k, ttl = self._keys, self._settings.session_ttl_s
+        if not ended.item_added:
+            item = MessageItem(id=ended.item_id, role="user", content=[InputAudio(type="input_audio")])
+            self._writer.add_item(sid, item)
+        self._writer.set_transcript(sid, ended.item_id, ended.transcript)
+        self._r.set(k.item_audio(sid, ended.item_id), _pcm(ended.audio), ex=ttl)
+        if self._settings.store_encoder_states and len(ended.audio) >= SAMPLE_RATE // 10:
+            states = models.asr.encoder_states(ended.audio).astype(np.float16)
+            header = EncoderStates(
+                model=models.resolved.spec, dtype="float16", shape=list(states.shape), frames_per_second=50.0
+            )
+            key = k.item_encoder_states(sid, ended.item_id)
+            self._r.hset(key, mapping={"header": header.model_dump_json(), "data": states.tobytes()})
+            self._r.expire(key, ttl)
+
+
+def _entry(entry_id: Any, fields: Any) -> tuple[str, AudioLogEntry, bytes]:
+    header = audio_log_adapter.validate_json(fields.get(b"m") or fields.get("m"))
+    return _text(entry_id), header, fields.get(b"pcm") or b""
+
+
+def _next_id(cursor: str) -> str:
+    """The smallest stream id after `cursor`: entries below it have been applied."""
+    if cursor == "0-0":
+        return ""
+    ms, seq = cursor.split("-")
+    return f"{ms}-{int(seq) + 1}"
+
+
+def _floats(pcm: bytes) -> np.ndarray:
+    return np.frombuffer(pcm, dtype="<i2").astype(np.float32) / 32768.0
+
+
+def _pcm(audio: np.ndarray) -> bytes:
+    return np.clip(np.rint(audio * 32768.0), -32768, 32767).astype("<i2").tobytes()
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

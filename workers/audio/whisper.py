@@ -1,0 +1,168 @@
+"""Whisper through faster-whisper's CTranslate2 model, on windows of any length up to 30 s.
+
+`WhisperModel.transcribe` pads every call to a 30 s window, which costs about 0.4 s of encoder time
+on this machine even for one second of speech. CTranslate2 accepts shorter mel inputs, so a
+streaming pass encodes just the audio it has (tens of milliseconds). Whisper was trained on 30 s
+windows: on a short window that ends mid-speech it often starts the sentence again ("What is the
+capital? What is the"). Two seconds of silence after the audio stop most of that; what remains is
+cut where the text starts to repeat itself. The token budget is bounded by the audio's length, and
+an output that still looks like a loop (too long, or too compressible) is decoded again from the
+padded 30 s window.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import ctranslate2
+import numpy as np
+import numpy.typing as npt
+from faster_whisper import WhisperModel
+from faster_whisper.audio import pad_or_trim
+from faster_whisper.tokenizer import Tokenizer
+
+SAMPLE_RATE = 16_000
+MAX_WINDOW_S = 30.0
+_FRAMES_PER_S = 100  # mel frames; the encoder halves them
+_TIME_PER_TIMESTAMP = 0.02
+_TOKENS_PER_S = 7
+_LOOP_COMPRESSION = 2.4
+_PROMPT_TOKENS = 120
+_TAIL_SILENCE_S = 2.0
+Floats = npt.NDArray[np.float32]
+
+
+@dataclass(frozen=True)
+class Segment:
+    start: float  # seconds from the window's start
+    end: float
+    text: str
+
+
+@dataclass(frozen=True)
+class WindowResult:
+    segments: list[Segment]
+    no_speech_prob: float
+
+    @property
+    def text(self) -> str:
+        return "".join(s.text for s in self.segments)
+
+
+class WhisperASR:
+    def __init__(self, model_dir: Path, *, threads: int, compute_type: str = "int8", language: str = "en") -> None:
+        self._model = WhisperModel(
+            str(model_dir), device="cpu", compute_type=compute_type, cpu_threads=threads, num_workers=1
+        )
+        multilingual = self._model.model.is_multilingual
+        self.language = language if multilingual else "en"
+        self._tokenizer = Tokenizer(self._model.hf_tokenizer, multilingual, task="transcribe", language=self.language)
+        self.width = int(self._model.model.n_mels)  # for logs only
+        self.name = model_dir.name
+
+    # --- features and encoder -------------------------------------------------------------------
+
+    def features(self, audio: Floats) -> Floats:
+        """Log-mel features without the 30 s padding (an even number of frames)."""
+        feats = self._model.feature_extractor(audio)[:, :-1]
+        if feats.shape[1] % 2:
+            feats = np.pad(feats, ((0, 0), (0, 1)))
+        return np.ascontiguousarray(feats, dtype=np.float32)
+
+    def encode(self, feats: Floats) -> ctranslate2.StorageView:
+        return self._model.model.encode(ctranslate2.StorageView.from_array(feats[None]), to_cpu=True)
+
+    def encoder_states(self, audio: Floats) -> Floats:
+        """Encoder output for the whole audio, [frames, width] at 50 frames/s, 30 s at a time."""
+        step = int(MAX_WINDOW_S * SAMPLE_RATE)
+        chunks = [np.array(self.encode(self.features(audio[i : i + step])))[0] for i in range(0, len(audio), step)]
+        return np.concatenate(chunks, axis=0) if chunks else np.zeros((0, 0), np.float32)
+
+    # --- decoding -------------------------------------------------------------------------------
+
+    def transcribe(self, audio: Floats, prompt: str = "") -> WindowResult:
+        """Transcribe up to 30 s of 16 kHz audio with segment timestamps."""
+        audio = audio[: int(MAX_WINDOW_S * SAMPLE_RATE)]
+        seconds = len(audio) / SAMPLE_RATE
+        if seconds < 0.1:
+            return WindowResult([], 1.0)
+        budget = int(seconds * _TOKENS_PER_S) + 10
+        feats = self.features(np.concatenate([audio, np.zeros(int(_TAIL_SILENCE_S * SAMPLE_RATE), np.float32)]))
+        result = self._decode(self.encode(feats), prompt, budget, seconds)
+        if _looks_like_a_loop(result, budget):
+            padded = np.ascontiguousarray(pad_or_trim(feats, int(MAX_WINDOW_S * _FRAMES_PER_S)))
+            result = self._decode(self.encode(padded), prompt, budget, seconds)
+            if _looks_like_a_loop(result, budget):
+                return WindowResult([], result.no_speech_prob)
+        return result
+
+    def _decode(self, encoded: ctranslate2.StorageView, prompt: str, budget: int, seconds: float) -> WindowResult:
+        tok = self._tokenizer
+        previous = tok.encode(" " + prompt.strip())[-_PROMPT_TOKENS:] if prompt.strip() else []
+        prefix = self._model.get_prompt(tok, previous, without_timestamps=False)
+        out = self._model.model.generate(
+            encoded,
+            [prefix],
+            beam_size=1,
+            max_length=len(prefix) + budget,
+            return_no_speech_prob=True,
+            suppress_blank=True,
+            suppress_tokens=[-1],
+        )[0]
+        segments = _without_restart(_segments(out.sequences_ids[0], tok, seconds))
+        return WindowResult(segments, float(out.no_speech_prob))
+
+
+def _segments(tokens: list[int], tok: Tokenizer, seconds: float) -> list[Segment]:
+    """Split a token sequence at its timestamp tokens: <|t0|> text <|t1|><|t1|> text <|t2|> ..."""
+    segments: list[Segment] = []
+    start, text_tokens = 0.0, list[int]()
+    for token in tokens:
+        if token == tok.eot:
+            break
+        if token >= tok.timestamp_begin:
+            t = (token - tok.timestamp_begin) * _TIME_PER_TIMESTAMP
+            if text_tokens:
+                segments.append(Segment(start, min(t, seconds), tok.decode(text_tokens)))
+                text_tokens = []
+            start = t
+        else:
+            text_tokens.append(token)
+    if text_tokens:  # ran out of budget or the window ends mid-segment
+        segments.append(Segment(start, seconds, tok.decode(text_tokens)))
+    return [s for s in segments if s.text.strip()]
+
+
+def _without_restart(segments: list[Segment]) -> list[Segment]:
+    """Cut the text where it starts over from its beginning (at least three words repeated)."""
+    words = "".join(s.text for s in segments).split()
+    keys = [w.strip(".,?!;:").lower() for w in words]
+    for k in range(1, len(keys) - 2):
+        tail = keys[k:]
+        if len(tail) >= 3 and keys[: len(tail)] == tail:
+            return _first_words(segments, k)
+    return segments
+
+
+def _first_words(segments: list[Segment], n: int) -> list[Segment]:
+    kept: list[Segment] = []
+    for seg in segments:
+        words = seg.text.split()
+        if n <= 0:
+            break
+        if len(words) <= n:
+            kept.append(seg)
+        else:
+            kept.append(Segment(seg.start, seg.end, " " + " ".join(words[:n])))
+        n -= len(words)
+    return kept
+
+
+def _looks_like_a_loop(result: WindowResult, budget: int) -> bool:
+    text = result.text.encode()
+    if len(text) < 24:
+        return False
+    compression = len(text) / max(1, len(zlib.compress(text)))
+    return compression > _LOOP_COMPRESSION or len(result.text.split()) >= budget
