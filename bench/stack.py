@@ -60,7 +60,12 @@ def bench_stack(workers: dict[str, int], **settings: str) -> Iterator[BenchStack
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGTERM)
         for proc in procs:
-            proc.wait(30)
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                print(f"{proc.args} did not stop in 30 s; killing it (logs in {logs})")
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
         redis_proc.terminate()
         redis_proc.wait(10)
 

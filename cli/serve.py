@@ -17,5 +17,7 @@ def serve_gateway(settings: Settings) -> None:
         # beyond that uvicorn closes the socket (1009) without buffering more.
         ws_max_size=settings.max_ws_message_bytes * 4,
         log_level=settings.log_level.lower(),
+        # Sockets still open at shutdown are closed after this long rather than waited for.
+        timeout_graceful_shutdown=10,
         access_log=False,
     )

@@ -8,6 +8,8 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from gateway import health
+from gateway.http import errors, transcriptions
+from gateway.http.limits import BodySizeLimit
 from gateway.realtime import router as realtime
 from gateway.services import Services
 from shared.config import Settings
@@ -23,6 +25,9 @@ def create_app(settings: Settings) -> FastAPI:
             await app.state.services.close()
 
     app = FastAPI(title="mmstream", version="0.1.0", lifespan=lifespan)
+    errors.install(app)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes + (64 << 10))
     app.include_router(health.router)
     app.include_router(realtime.router)
+    app.include_router(transcriptions.router)
     return app

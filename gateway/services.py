@@ -9,7 +9,7 @@ from celery import Celery
 
 from shared.audio_bus import AudioBus
 from shared.celery_app import create_celery
-from shared.clients import DecoderClient
+from shared.clients import DecoderClient, JobClient, TranscriptionClient
 from shared.config import Settings
 from shared.keys import Keys
 from shared.response_state import AsyncResponseStore
@@ -25,6 +25,7 @@ class Services:
     sessions: SessionStore
     decoder: DecoderClient
     audio: AudioBus
+    transcriptions: TranscriptionClient
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
@@ -34,7 +35,17 @@ class Services:
         sessions = SessionStore(client, keys, ttl_s=settings.session_ttl_s, max_items=settings.max_conversation_items)
         responses = AsyncResponseStore(client, keys, ttl_s=settings.session_ttl_s)
         audio = AudioBus(client, keys, celery, ttl_s=settings.session_ttl_s)
-        return cls(settings, keys, client, celery, sessions, DecoderClient(responses, celery, settings), audio)
+        jobs = JobClient(responses, celery, settings)
+        return cls(
+            settings,
+            keys,
+            client,
+            celery,
+            sessions,
+            DecoderClient(jobs, settings),
+            audio,
+            TranscriptionClient(jobs, settings),
+        )
 
     async def close(self) -> None:
         await self.redis.aclose()

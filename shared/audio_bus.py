@@ -14,7 +14,7 @@ from typing import Any, cast
 import redis.asyncio as aioredis
 from celery import Celery
 
-from shared.celery_app import TASK_AUDIO_STREAM
+from shared.celery_app import TASK_AUDIO_STREAM, TASK_AUDIO_TRANSCRIBE
 from shared.keys import Keys
 from shared.messages import (
     AudioAppend,
@@ -22,6 +22,8 @@ from shared.messages import (
     AudioCommit,
     AudioStreamRequest,
     SessionEvent,
+    TranscribeRequest,
+    new_id,
     session_event_adapter,
 )
 
@@ -45,6 +47,15 @@ class AudioBus:
 
     async def clear(self, session_id: str) -> None:
         await self._log(session_id, {"m": AudioClear().model_dump_json()})
+
+    async def transcribe_item(self, session_id: str, item_id: str, pcm16: bytes) -> None:
+        """Transcribe speech that came inside a conversation item, as a whole clip."""
+        blob = self._keys.blob(new_id("blob"))
+        await self._r.set(blob, pcm16, ex=self._ttl_s)
+        request = TranscribeRequest(blob_key=blob, encoding="pcm16", session_id=session_id, item_id=item_id)
+        await asyncio.to_thread(
+            self._celery.send_task, TASK_AUDIO_TRANSCRIBE, kwargs={"request": request.model_dump(mode="json")}
+        )
 
     async def events(self, session_id: str, after: str, block_ms: int) -> list[tuple[str, SessionEvent]]:
         reply: Any = await self._r.xread({self._keys.session_events(session_id): after}, block=block_ms, count=64)

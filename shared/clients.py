@@ -1,9 +1,10 @@
-"""How the gateway reaches the decoder: send a task by name, follow its Redis Stream.
+"""How the gateway reaches workers for results a client waits on: send a task by name, follow a stream.
 
-`DecoderClient.generate` yields the response's events as workers append them. While it waits it
-watches the response: a worker whose lease expired has died, so the task is sent again and the
-next worker continues from the tokens already streamed; a response no worker picks up in time
-fails with a clear error instead of hanging.
+`JobClient.run` starts a job (a response, a transcription) and yields the events workers append
+to its Redis Stream. While it waits it watches the job: a worker whose lease expired has died, so
+the task is sent again and the next worker continues where the stream ends; a job no worker picks
+up in time fails with a clear error instead of hanging. `DecoderClient` and `TranscriptionClient`
+are the two kinds of job the gateway runs.
 """
 
 from __future__ import annotations
@@ -12,12 +13,20 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 from celery import Celery
 
-from shared.celery_app import TASK_DECODE_GENERATE
+from shared.celery_app import TASK_AUDIO_TRANSCRIBE, TASK_DECODE_GENERATE
 from shared.config import Settings
-from shared.messages import GenerateRequest, ResponseFinal, TokenDelta
+from shared.messages import (
+    FinalEvent,
+    GenerateRequest,
+    ResponseFinal,
+    StreamEvent,
+    TranscribeRequest,
+    TranscriptionFinal,
+)
 from shared.response_state import QUEUED, RUNNING, AsyncResponseStore
 
 log = logging.getLogger(__name__)
@@ -25,67 +34,99 @@ log = logging.getLogger(__name__)
 _BLOCK_MS = 500
 
 
-class DecoderClient:
+class JobClient:
     def __init__(self, store: AsyncResponseStore, celery: Celery, settings: Settings) -> None:
         self._store = store
         self._celery = celery
         self._settings = settings
 
-    async def generate(self, request: GenerateRequest) -> AsyncIterator[TokenDelta | ResponseFinal]:
-        """Start a response and yield its deltas, ending with exactly one `ResponseFinal`.
+    async def run(
+        self, task: str, job_id: str, owner: str, payload: dict[str, Any], unavailable: FinalEvent
+    ) -> AsyncIterator[StreamEvent]:
+        """Start a job and yield its events, ending with exactly one final event.
 
-        Leaving the iteration early (client gone) cancels the response.
+        `unavailable` is the final event used when no worker takes the job in time. Leaving the
+        iteration early (client gone) cancels the job.
         """
-        rid = request.response_id
-        await self._store.create(rid, request.session_id)
-        await self._send(request)
+        await self._store.create(job_id, owner)
+        await self._send(task, payload)
         last_id = "0-0"
         finished = False
         try:
             while True:
-                entries = await self._store.read(rid, last_id, _BLOCK_MS)
+                entries = await self._store.read(job_id, last_id, _BLOCK_MS)
                 for entry_id, event in entries:
                     last_id = entry_id
                     yield event
-                    if isinstance(event, ResponseFinal):
+                    if isinstance(event, ResponseFinal | TranscriptionFinal):
                         finished = True
                         return
                 if not entries:
-                    await self._watch(request)
+                    await self._watch(task, job_id, payload, unavailable)
         finally:
             if not finished:
-                await asyncio.shield(self.cancel(rid))
+                await asyncio.shield(self.cancel(job_id))
 
-    async def cancel(self, response_id: str, reason: str = "client_cancelled") -> None:
-        """Ask the worker to stop; a response still waiting in the queue ends at once."""
-        await self._store.request_cancel(response_id, reason)
-        await self._store.finish_unclaimed(response_id, ResponseFinal(status="cancelled", reason=reason))
+    async def cancel(self, job_id: str, reason: str = "client_cancelled") -> None:
+        """Ask the worker to stop; a job still waiting in the queue ends at once."""
+        await self._store.request_cancel(job_id, reason)
+        await self._store.finish_unclaimed(job_id, ResponseFinal(status="cancelled", reason=reason))
 
-    async def _send(self, request: GenerateRequest) -> None:
+    async def _send(self, task: str, payload: dict[str, Any]) -> None:
         # send_task publishes synchronously through kombu; keep it off the event loop.
-        await asyncio.to_thread(
-            self._celery.send_task,
-            TASK_DECODE_GENERATE,
-            kwargs={"request": request.model_dump(mode="json")},
-        )
+        await asyncio.to_thread(self._celery.send_task, task, kwargs={"request": payload})
 
-    async def _watch(self, request: GenerateRequest) -> None:
-        rid = request.response_id
-        state = await self._store.state(rid)
+    async def _watch(self, task: str, job_id: str, payload: dict[str, Any], unavailable: FinalEvent) -> None:
+        state = await self._store.state(job_id)
         status = state.get("status")
-        if status == RUNNING and not await self._store.lease_alive(rid):
-            if await self._store.requeue_if_abandoned(rid):
-                log.warning("decoder working on %s stopped renewing its lease; sending it again", rid)
-                await self._send(request)
+        if status == RUNNING and not await self._store.lease_alive(job_id):
+            if await self._store.requeue_if_abandoned(job_id):
+                log.warning("the worker on %s stopped renewing its lease; sending the job again", job_id)
+                await self._send(task, payload)
         elif status == QUEUED:
             waited = time.time() - float(state.get("queued_at", time.time()))
             if waited > self._settings.decode_queue_timeout_s:
-                await self._store.finish_unclaimed(
-                    rid,
-                    ResponseFinal(
-                        status="failed",
-                        error_code="decoder_unavailable",
-                        error_message=f"No decoder worker took the response within "
-                        f"{self._settings.decode_queue_timeout_s:.0f} s.",
-                    ),
-                )
+                await self._store.finish_unclaimed(job_id, unavailable)
+
+
+class DecoderClient:
+    def __init__(self, jobs: JobClient, settings: Settings) -> None:
+        self._jobs = jobs
+        self._settings = settings
+
+    async def generate(self, request: GenerateRequest) -> AsyncIterator[StreamEvent]:
+        """Yield the response's token deltas, ending with exactly one `ResponseFinal`."""
+        wait = self._settings.decode_queue_timeout_s
+        unavailable = ResponseFinal(
+            status="failed",
+            error_code="decoder_unavailable",
+            error_message=f"No decoder worker took the response within {wait:.0f} s.",
+        )
+        payload = request.model_dump(mode="json")
+        async for event in self._jobs.run(
+            TASK_DECODE_GENERATE, request.response_id, request.session_id, payload, unavailable
+        ):
+            yield event
+
+    async def cancel(self, response_id: str, reason: str = "client_cancelled") -> None:
+        await self._jobs.cancel(response_id, reason)
+
+
+class TranscriptionClient:
+    def __init__(self, jobs: JobClient, settings: Settings) -> None:
+        self._jobs = jobs
+        self._settings = settings
+
+    async def transcribe(self, request: TranscribeRequest) -> AsyncIterator[StreamEvent]:
+        """Yield the transcription's segments, ending with exactly one `TranscriptionFinal`."""
+        assert request.job_id is not None
+        wait = self._settings.decode_queue_timeout_s
+        unavailable = TranscriptionFinal(
+            status="failed",
+            error_code="audio_unavailable",
+            error_message=f"No audio worker took the job within {wait:.0f} s.",
+        )
+        async for event in self._jobs.run(
+            TASK_AUDIO_TRANSCRIBE, request.job_id, "http", request.model_dump(mode="json"), unavailable
+        ):
+            yield event

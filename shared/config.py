@@ -89,6 +89,12 @@ class Settings(BaseSettings):
     asr_compute_type: Literal["int8", "int8_float32", "float32"] = "int8"
     audio_threads: int = Field(1, ge=1, description="CTranslate2 threads per audio worker process.")
     audio_concurrency: int = Field(1, ge=1, description="Tasks one audio worker process runs at once.")
+    max_audio_file_s: float = Field(1800.0, gt=0, description="Longest audio file accepted for transcription.")
+    max_upload_bytes: int = Field(25 << 20, ge=1024, description="Largest uploaded file (OpenAI's limit: 25 MB).")
+    asr_served_name: str = Field("whisper-tiny.en", description="Transcription model id clients ask for.")
+    asr_model_aliases: list[str] = Field(
+        default_factory=lambda: ["whisper-1"], description="Other transcription model ids accepted (JSON list)."
+    )
     store_encoder_states: bool = Field(True, description="Keep each utterance's Whisper encoder output.")
 
     # --- Models ------------------------------------------------------------------------------

@@ -29,6 +29,8 @@ ErrorCode = Literal[
     "invalid_audio",
     "audio_too_long",
     "input_audio_buffer_commit_empty",
+    "request_too_large",
+    "audio_unavailable",
     "decoder_unavailable",
     "server_error",
 ]
@@ -66,6 +68,14 @@ class DecoderUnavailable(MMStreamError):
     status = 503
 
 
+class NotFound(InvalidRequest):
+    status = 404
+
+
+class TooLarge(InvalidRequest):
+    status = 413
+
+
 @dataclass(frozen=True)
 class ErrorInfo:
     type: ErrorType
@@ -83,7 +93,7 @@ def error_info(exc: BaseException) -> ErrorInfo:
         return ErrorInfo(exc.type, exc.code, exc.message, exc.param, exc.status)
     if isinstance(exc, MMStreamError) and exc.status < 500:
         return ErrorInfo(exc.type, exc.code, exc.message, exc.param, exc.status)
-    if isinstance(exc, DecoderUnavailable):
+    if isinstance(exc, DecoderUnavailable):  # a 503 whose message is meant for the client
         return ErrorInfo(exc.type, exc.code, exc.message, None, exc.status)
     log.error("internal error", exc_info=exc)
     return ErrorInfo("server_error", "server_error", "The server had an error; it has been logged.")

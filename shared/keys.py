@@ -74,6 +74,10 @@ class Keys:
             self.audio_pending(session_id),
         ]
 
+    # Uploaded media waiting for a worker (expires on its own).
+    def blob(self, blob_id: str) -> str:
+        return f"{self.prefix}:blob:{blob_id}"
+
     # Worker presence: one key per worker process, refreshed while its model is loaded.
     def worker(self, kind: str, name: str) -> str:
         return f"{self.prefix}:worker:{kind}:{name}"

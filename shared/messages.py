@@ -599,7 +599,60 @@ class ResponseFinal(_Out):
     usage: TokenUsage = Field(default_factory=TokenUsage)
 
 
-StreamEvent = Annotated[TokenDelta | ResponseFinal, Field(discriminator="type")]
+class TranscribeRequest(_Out):
+    """Payload of `audio.transcribe`: a whole clip stored at `blob_key`, transcribed offline.
+
+    The result goes to the job stream of `job_id` (HTTP transcriptions), or becomes the transcript
+    of conversation item `item_id` of `session_id` (an item created with its audio).
+    """
+
+    v: Literal[1] = 1
+    blob_key: str
+    encoding: Literal["file", "pcm16"]  # a media file (any container PyAV reads) or 16 kHz PCM16
+    job_id: str | None = None
+    session_id: str | None = None
+    item_id: str | None = None
+    language: str | None = None
+    prompt: str | None = None
+    word_timestamps: bool = False
+
+
+class TranscriptWord(_Out):
+    word: str
+    start: float
+    end: float
+
+
+class TranscriptSegment(_Out):
+    v: Literal[1] = 1
+    type: Literal["segment"] = "segment"
+    id: int
+    start: float
+    end: float
+    text: str
+    avg_logprob: float = 0.0
+    compression_ratio: float = 0.0
+    no_speech_prob: float = 0.0
+    words: list[TranscriptWord] | None = None
+
+
+class TranscriptionFinal(_Out):
+    """The last entry of a transcription job's stream."""
+
+    v: Literal[1] = 1
+    type: Literal["transcription_final"] = "transcription_final"
+    status: FinalStatus
+    text: str = ""
+    language: str = "en"
+    duration: float = 0.0
+    error_code: str | None = None
+    error_message: str | None = None
+
+
+StreamEvent = Annotated[
+    TokenDelta | ResponseFinal | TranscriptSegment | TranscriptionFinal, Field(discriminator="type")
+]
+FinalEvent = ResponseFinal | TranscriptionFinal
 stream_event_adapter: TypeAdapter[StreamEvent] = TypeAdapter(StreamEvent)
 
 

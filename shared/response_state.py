@@ -22,7 +22,7 @@ import redis
 import redis.asyncio as aioredis
 
 from shared.keys import Keys
-from shared.messages import ResponseFinal, TokenDelta, stream_event_adapter
+from shared.messages import FinalEvent, ResponseFinal, StreamEvent, TokenDelta, stream_event_adapter
 
 QUEUED: Final = "queued"
 RUNNING: Final = "running"
@@ -89,11 +89,11 @@ return 0
 """
 
 
-def encode_event(event: TokenDelta | ResponseFinal) -> str:
+def encode_event(event: StreamEvent) -> str:
     return event.model_dump_json()
 
 
-def decode_event(fields: Any) -> TokenDelta | ResponseFinal:
+def decode_event(fields: Any) -> StreamEvent:
     raw = fields.get(EVENT_FIELD) or fields.get(EVENT_FIELD.encode())
     return stream_event_adapter.validate_json(raw or b"{}")
 
@@ -104,7 +104,7 @@ class _Store:
         self._ttl_s = ttl_s
 
     def _finish_args(
-        self, response_id: str, mode: FinishMode, owner: str, final: ResponseFinal
+        self, response_id: str, mode: FinishMode, owner: str, final: FinalEvent
     ) -> tuple[list[str], list[Any]]:
         k = self._keys
         keys = [k.response(response_id), k.response_lease(response_id), k.response_events(response_id)]
@@ -139,14 +139,14 @@ class ResponseStore(_Store):
     def renew(self, response_id: str, owner: str) -> bool:
         return bool(self._renew(keys=[self._keys.response_lease(response_id)], args=[owner, self._lease_ms]))
 
-    def append(self, response_id: str, owner: str, deltas: Sequence[TokenDelta]) -> bool:
+    def append(self, response_id: str, owner: str, deltas: Sequence[StreamEvent]) -> bool:
         """Add deltas to the stream, only while this worker still holds the lease."""
         k = self._keys
         entries = [encode_event(d) for d in deltas]
         keys = [k.response_lease(response_id), k.response_events(response_id)]
         return bool(self._append(keys=keys, args=[owner, self._ttl_s, *entries]))
 
-    def finish(self, response_id: str, owner: str, final: ResponseFinal) -> bool:
+    def finish(self, response_id: str, owner: str, final: FinalEvent) -> bool:
         keys, args = self._finish_args(response_id, "owner", owner, final)
         return bool(self._finish(keys=keys, args=args))
 
@@ -160,6 +160,11 @@ class ResponseStore(_Store):
         """Why the response was cancelled (e.g. client_cancelled, turn_detected), or None."""
         value = self._r.get(self._keys.response_cancel(response_id))
         return None if value is None else _text(value)
+
+    def events_so_far(self, response_id: str) -> list[StreamEvent]:
+        """What earlier attempts already streamed; a new attempt continues after it."""
+        entries: Any = self._r.xrange(self._keys.response_events(response_id))
+        return [decode_event(fields) for _, fields in entries]
 
     def generated_so_far(self, response_id: str) -> tuple[list[int], str]:
         """Token ids and text a previous attempt already streamed; a new attempt continues after them."""
@@ -197,7 +202,7 @@ class AsyncResponseStore(_Store):
     async def lease_alive(self, response_id: str) -> bool:
         return bool(await self._r.exists(self._keys.response_lease(response_id)))
 
-    async def read(self, response_id: str, after: str, block_ms: int) -> list[tuple[str, TokenDelta | ResponseFinal]]:
+    async def read(self, response_id: str, after: str, block_ms: int) -> list[tuple[str, StreamEvent]]:
         stream = self._keys.response_events(response_id)
         reply: Any = await self._r.xread({stream: after}, block=block_ms, count=256)
         return [(_text(entry_id), decode_event(fields)) for _, entries in reply for entry_id, fields in entries]
@@ -205,12 +210,12 @@ class AsyncResponseStore(_Store):
     async def request_cancel(self, response_id: str, reason: str) -> None:
         await self._r.set(self._keys.response_cancel(response_id), reason, nx=True, ex=self._ttl_s)
 
-    async def finish_unclaimed(self, response_id: str, final: ResponseFinal) -> bool:
+    async def finish_unclaimed(self, response_id: str, final: FinalEvent) -> bool:
         """End a response no worker has started (cancelled while queued, or no decoder came)."""
         keys, args = self._finish_args(response_id, "unclaimed", "", final)
         return bool(await self._finish(keys=keys, args=args))
 
-    async def finish_any(self, response_id: str, final: ResponseFinal) -> bool:
+    async def finish_any(self, response_id: str, final: FinalEvent) -> bool:
         keys, args = self._finish_args(response_id, "any", "", final)
         return bool(await self._finish(keys=keys, args=args))
 

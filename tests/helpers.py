@@ -120,6 +120,7 @@ def make_stack(redis_url: str, log_dir: Path, **settings: str) -> Stack:
         "MMSTREAM_REDIS_URL": redis_url,
         "MMSTREAM_KEY_PREFIX": "mmtest",
         "MMSTREAM_DECODER_N_CTX": "2048",
+        "MMSTREAM_MAX_AUDIO_BUFFER_S": "30",
         "MMSTREAM_LOG_LEVEL": "INFO",
     }
     env.update({f"MMSTREAM_{k.upper()}": v for k, v in settings.items()})
@@ -210,3 +211,15 @@ async def realtime(url: str, temperature: float | None = 0.0) -> Any:
             await client.send({"type": "session.update", "session": {"type": "realtime", "temperature": temperature}})
             await client.until("session.updated")
         yield client
+
+
+async def stream_audio(rt: Realtime, pcm: bytes, *, rate: int = 24000, pace: float = 1.0) -> None:
+    """Append `pcm` in 100 ms chunks; pace 1.0 is real time, 0 sends as fast as possible."""
+    import asyncio
+    import base64
+
+    step = 2 * rate // 10
+    for i in range(0, len(pcm), step):
+        await rt.send({"type": "input_audio_buffer.append", "audio": base64.b64encode(pcm[i : i + step]).decode()})
+        if pace:
+            await asyncio.sleep(0.1 * pace)

@@ -19,6 +19,7 @@ from typing import Any
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from gateway.realtime.audio_input import AudioInputBuffer
+from gateway.realtime.items import check_length, checked_item
 from gateway.realtime.responder import stream_response
 from gateway.services import Services
 from shared.errors import InvalidRequest, error_info
@@ -46,9 +47,7 @@ from shared.messages import (
     InputAudioTranscriptionCompleted,
     InputAudioTranscriptionDelta,
     InputAudioTranscriptionFailed,
-    InputText,
     MessageItem,
-    OutputText,
     Response,
     ResponseCancel,
     ResponseCreate,
@@ -181,7 +180,7 @@ class RealtimeConnection:
                 f"Model {patch.model!r} is not served here.", code="model_not_found", param="session.model"
             )
         if patch.instructions is not None:
-            self._check_length(patch.instructions, self._settings.max_instructions_chars, "session.instructions")
+            check_length(patch.instructions, self._settings.max_instructions_chars, "session.instructions")
         session = self.session.merged(patch)
         self._audio.set_format(session.audio.input.format)
         self.session = session
@@ -189,9 +188,12 @@ class RealtimeConnection:
         await self.send(SessionUpdated(session=self.session))
 
     async def _item_create(self, event: ConversationItemCreate) -> None:
-        item = self._checked_item(event.item)
+        item, speech = checked_item(event.item, self._settings, self.session.audio.input.format)
         previous = await self._services.sessions.add_item(self.session.id, item, event.previous_item_id)
-        await self._announce_item(item, previous, done=True)
+        await self._announce_item(item, previous, done=speech is None)
+        if speech is not None:  # the transcript follows, then conversation.item.done
+            assert item.id is not None
+            await self._services.audio.transcribe_item(self.session.id, item.id, speech)
 
     async def _item_delete(self, event: ConversationItemDelete) -> None:
         await self._services.sessions.delete_item(self.session.id, event.item_id)
@@ -238,7 +240,7 @@ class RealtimeConnection:
             )
         s = self._settings
         instructions = params.instructions if params.instructions is not None else self.session.instructions
-        self._check_length(instructions, s.max_instructions_chars, "response.instructions")
+        check_length(instructions, s.max_instructions_chars, "response.instructions")
         max_tokens = params.max_output_tokens or self.session.max_output_tokens
         in_conversation = params.conversation == "auto"
         response = Response(
@@ -371,26 +373,6 @@ class RealtimeConnection:
         return self.session.audio.input.transcription is not None
 
     # --- helpers --------------------------------------------------------------------------------
-
-    def _checked_item(self, item: MessageItem) -> MessageItem:
-        if not item.content:
-            raise InvalidRequest("A message needs at least one content part.", param="item.content")
-        for part in item.content:
-            allowed = OutputText if item.role == "assistant" else InputText
-            if not isinstance(part, allowed):
-                raise InvalidRequest(
-                    f"Content of type {part.type!r} is not allowed in a {item.role} message.", param="item.content.type"
-                )
-            self._check_length(part.text, self._settings.max_text_chars, "item.content.text")
-        content = [
-            OutputText(type="output_text", text=p.text) if isinstance(p, OutputText) else p for p in item.content
-        ]
-        return item.model_copy(update={"id": item.id or new_id("item"), "status": "completed", "content": content})
-
-    @staticmethod
-    def _check_length(text: str, limit: int, param: str) -> None:
-        if len(text) > limit:
-            raise InvalidRequest(f"'{param}' is longer than {limit} characters.", param=param)
 
     async def _close(self) -> None:
         task, rid = self._response_task, self._response_id

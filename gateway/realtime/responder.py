@@ -30,6 +30,7 @@ from shared.messages import (
     StatusDetails,
     StatusError,
     TextPart,
+    TokenDelta,
     Usage,
     new_id,
 )
@@ -70,7 +71,7 @@ async def stream_response(
     async for event in decoder.generate(request):
         if isinstance(event, ResponseFinal):
             final = event
-        elif event.text:
+        elif isinstance(event, TokenDelta) and event.text:
             pieces.append(event.text)
             await send(ResponseOutputTextDelta(**where, delta=event.text))
 

@@ -29,10 +29,18 @@ from shared.messages import (
     InputAudio,
     MessageItem,
     Session,
+    TranscribeRequest,
+    TranscriptDone,
+    TranscriptFailed,
+    TranscriptionFinal,
+    TranscriptSegment,
+    TranscriptWord,
     audio_log_adapter,
 )
 from shared.models import ResolvedModel, resolve_model
+from shared.response_state import ResponseStore
 from shared.sessions import SessionWriter
+from workers.audio.files import BadAudio, decode_file, pcm16_to_float
 from workers.audio.stream import Ended, StreamProcessor, StreamState, TurnConfig
 from workers.audio.vad import SileroVad
 from workers.audio.whisper import SAMPLE_RATE, WhisperASR
@@ -78,6 +86,9 @@ class AudioService:
             client, self._keys, ttl_s=settings.session_ttl_s, max_items=settings.max_conversation_items
         )
         self._commit = client.register_script(_SAVE_STATE)
+        self._jobs = ResponseStore(
+            client, self._keys, lease_ms=int(settings.lease_ttl_s * 1000), ttl_s=settings.session_ttl_s
+        )
         self._release = client.register_script(_RELEASE)
         self._lock = threading.Lock()
         self._models: _Models | None = None
@@ -188,6 +199,97 @@ class AudioService:
             log.warning("session %s: state changed under this pass; dropped it", sid)
             return False
         return len(raw_entries) == _MAX_ENTRIES
+
+    # --- audio.transcribe -----------------------------------------------------------------------
+
+    def transcribe(self, request: TranscribeRequest) -> None:
+        if request.job_id is not None:
+            self._transcribe_job(request, request.job_id)
+        elif request.session_id is not None and request.item_id is not None:
+            self._transcribe_item(request, request.session_id, request.item_id)
+
+    def _transcribe_job(self, request: TranscribeRequest, job_id: str) -> None:
+        """An HTTP transcription: segments to the job's stream, then one final event."""
+        owner = f"{self._presence.name}/{secrets.token_hex(4)}"
+        if self._jobs.claim(job_id, owner, self._settings.max_attempts) != "ok":
+            return
+        try:
+            final = self._run_job(request, job_id, owner)
+        except BadAudio as exc:
+            final = TranscriptionFinal(
+                status="failed", error_code="invalid_audio", error_message=f"Invalid audio: {exc}."
+            )
+        except Exception:
+            log.exception("transcription %s failed", job_id)
+            final = TranscriptionFinal(
+                status="failed",
+                error_code="server_error",
+                error_message="The audio worker had an error; it has been logged.",
+            )
+        if final is not None:
+            self._jobs.finish(job_id, owner, final)
+
+    def _run_job(self, request: TranscribeRequest, job_id: str, owner: str) -> TranscriptionFinal | None:
+        audio = self._load_clip(request)
+        done = sum(isinstance(e, TranscriptSegment) for e in self._jobs.events_so_far(job_id))  # an earlier try
+        asr = self._load().asr
+        texts: list[str] = []
+        for seg in asr.transcribe_clip(
+            audio, language=request.language, prompt=request.prompt, word_timestamps=request.word_timestamps
+        ):
+            texts.append(seg.text)
+            if seg.id < done:
+                continue
+            words = [TranscriptWord(word=w, start=a, end=b) for w, a, b in seg.words] if seg.words else None
+            event = TranscriptSegment(
+                id=seg.id,
+                start=seg.start,
+                end=seg.end,
+                text=seg.text,
+                avg_logprob=seg.avg_logprob,
+                compression_ratio=seg.compression_ratio,
+                no_speech_prob=seg.no_speech_prob,
+                words=words,
+            )
+            if not self._jobs.append(job_id, owner, [event]) or self._jobs.cancel_reason(job_id):
+                return None  # the job moved to another worker, or the client went away
+            self._jobs.renew(job_id, owner)
+        return TranscriptionFinal(
+            status="completed", text="".join(texts).strip(), language=asr.language, duration=len(audio) / SAMPLE_RATE
+        )
+
+    def _transcribe_item(self, request: TranscribeRequest, sid: str, item_id: str) -> None:
+        """Speech a client put into a conversation item: its transcript, as for a committed turn."""
+        k = self._keys
+        try:
+            audio = self._load_clip(request)
+        except BadAudio as exc:
+            self._writer.set_transcript(sid, item_id, "")
+            failed = TranscriptFailed(item_id=item_id, code="invalid_audio", message=f"Invalid audio: {exc}.")
+            self._r.xadd(k.session_events(sid), {"m": failed.model_dump_json()})
+            return
+        models = self._load()
+        text = "".join(
+            s.text
+            for s in models.asr.transcribe_clip(
+                audio, language=request.language, prompt=request.prompt, word_timestamps=False
+            )
+        )
+        ended = Ended(item_id, audio, text.strip(), by_vad=False, item_added=True)
+        self._hand_over(sid, ended, models)
+        done = TranscriptDone(item_id=item_id, transcript=ended.transcript, duration_s=len(audio) / SAMPLE_RATE)
+        self._r.xadd(k.session_events(sid), {"m": done.model_dump_json()})
+        self._r.expire(k.session_events(sid), self._settings.session_ttl_s)
+
+    def _load_clip(self, request: TranscribeRequest) -> np.ndarray:
+        data: Any = self._r.get(request.blob_key)
+        if data is None:
+            raise BadAudio("the uploaded audio expired before a worker got to it")
+        if request.encoding == "pcm16":
+            if len(data) < 2 * SAMPLE_RATE // 10:
+                raise BadAudio("less than 0.1 s of audio")
+            return pcm16_to_float(data)
+        return decode_file(data, max_seconds=self._settings.max_audio_file_s)
 
     def _previous_item(self, sid: str, item_id: str) -> str | None:
         order: Any = self._r.lrange(self._keys.session_order(sid), 0, -1)

@@ -13,6 +13,7 @@ padded 30 s window.
 from __future__ import annotations
 
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,6 +40,18 @@ class Segment:
     start: float  # seconds from the window's start
     end: float
     text: str
+
+
+@dataclass(frozen=True)
+class ClipSegment:
+    id: int  # from 0
+    start: float
+    end: float
+    text: str
+    avg_logprob: float
+    compression_ratio: float
+    no_speech_prob: float
+    words: list[tuple[str, float, float]] | None
 
 
 @dataclass(frozen=True)
@@ -79,6 +92,33 @@ class WhisperASR:
         step = int(MAX_WINDOW_S * SAMPLE_RATE)
         chunks = [np.array(self.encode(self.features(audio[i : i + step])))[0] for i in range(0, len(audio), step)]
         return np.concatenate(chunks, axis=0) if chunks else np.zeros((0, 0), np.float32)
+
+    # --- whole clips ----------------------------------------------------------------------------
+
+    def transcribe_clip(
+        self, audio: Floats, *, language: str | None, prompt: str | None, word_timestamps: bool
+    ) -> Iterator[ClipSegment]:
+        """Offline quality for a whole clip: faster-whisper's own 30 s windows and beam search."""
+        segments, _ = self._model.transcribe(
+            audio,
+            language=language if self._model.model.is_multilingual and language else self.language,
+            initial_prompt=prompt or None,
+            word_timestamps=word_timestamps,
+            beam_size=5,
+            vad_filter=False,
+        )
+        for s in segments:
+            words = [(w.word, float(w.start), float(w.end)) for w in s.words] if s.words else None
+            yield ClipSegment(
+                s.id - 1,
+                float(s.start),
+                float(s.end),
+                s.text,
+                float(s.avg_logprob),
+                float(s.compression_ratio),
+                float(s.no_speech_prob),
+                words,
+            )
 
     # --- decoding -------------------------------------------------------------------------------
 

@@ -1,0 +1,170 @@
+"""`POST /v1/audio/transcriptions`, OpenAI-compatible.
+
+The upload (at most `max_upload_bytes`) is stored in Redis for a short while and an audio worker
+decodes it with PyAV and transcribes it; segments come back on a job stream. `stream=true` relays
+them as server-sent `transcript.text.delta` events, ending with `transcript.text.done`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Annotated, Any, Literal, cast
+
+from fastapi import APIRouter, Form, Request, UploadFile
+from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from gateway.http.errors import error_body
+from gateway.services import Services
+from shared.errors import ErrorCode, ErrorInfo, ErrorType, NotFound
+from shared.messages import TranscribeRequest, TranscriptionFinal, TranscriptSegment, new_id
+
+router = APIRouter()
+
+ResponseFormat = Literal["json", "text", "srt", "verbose_json", "vtt"]
+_BLOB_TTL_S = 600
+_FAILURE_STATUS = {"invalid_audio": 400, "audio_unavailable": 503}
+
+
+class TranscriptionForm(BaseModel):
+    """The multipart form of a transcription request (OpenAI's field names)."""
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+    file: UploadFile = Field(description="The audio: wav, mp3, flac, ogg/opus, webm/opus, ...")
+    model: str
+    language: str | None = Field(None, max_length=16)
+    prompt: str | None = Field(None, max_length=4000)
+    response_format: ResponseFormat = "json"
+    temperature: float = Field(0.0, ge=0, le=1)
+    timestamp_granularities: list[Literal["word", "segment"]] = Field(
+        default_factory=list, alias="timestamp_granularities[]"
+    )
+    stream: bool = False
+
+
+@router.post("/v1/audio/transcriptions", response_model=None)
+async def create_transcription(request: Request, form: Annotated[TranscriptionForm, Form()]) -> Response:
+    services: Services = request.app.state.services
+    s = services.settings
+    if form.model != s.asr_served_name and form.model not in s.asr_model_aliases:
+        raise NotFound(
+            f"The model '{form.model}' does not exist; use '{s.asr_served_name}'.",
+            code="model_not_found",
+            param="model",
+        )
+    data = await form.file.read()
+    blob_key = services.keys.blob(new_id("blob"))
+    await services.redis.set(blob_key, data, ex=_BLOB_TTL_S)
+    job = TranscribeRequest(
+        job_id=new_id("trn"),
+        blob_key=blob_key,
+        encoding="file",
+        language=form.language,
+        prompt=form.prompt,
+        word_timestamps=form.response_format == "verbose_json" and "word" in form.timestamp_granularities,
+    )
+    events = services.transcriptions.transcribe(job)
+    if form.stream:
+        return StreamingResponse(_sse(events), media_type="text/event-stream")
+    segments: list[TranscriptSegment] = []
+    final = TranscriptionFinal(status="failed", error_code="server_error", error_message="No result.")
+    async for event in events:
+        if isinstance(event, TranscriptSegment):
+            segments.append(event)
+        elif isinstance(event, TranscriptionFinal):
+            final = event
+    if final.status != "completed":
+        return _failure(final)
+    return _render(form.response_format, final, segments)
+
+
+def _failure(final: TranscriptionFinal) -> JSONResponse:
+    code = final.error_code or "server_error"
+    status = _FAILURE_STATUS.get(code, 500)
+    kind: ErrorType = "invalid_request_error" if status < 500 else "server_error"
+    message = final.error_message or "The transcription failed."
+    info = ErrorInfo(kind, cast(ErrorCode, code), message, "file" if status == 400 else None, status)
+    return JSONResponse(error_body(info), status_code=status)
+
+
+async def _sse(events: AsyncIterator[Any]) -> AsyncIterator[str]:
+    async for event in events:
+        if isinstance(event, TranscriptSegment):
+            yield _event({"type": "transcript.text.delta", "delta": event.text})
+        elif isinstance(event, TranscriptionFinal):
+            if event.status == "completed":
+                usage = {"type": "duration", "seconds": round(event.duration, 3)}
+                yield _event({"type": "transcript.text.done", "text": event.text, "usage": usage})
+            else:
+                yield _event(
+                    {
+                        "type": "error",
+                        "error": {
+                            "message": event.error_message,
+                            "code": event.error_code,
+                            "type": "invalid_request_error",
+                            "param": None,
+                        },
+                    }
+                )
+
+
+def _event(payload: dict[str, Any]) -> str:
+    return f"data: {json.dumps(payload)}\n\n"
+
+
+def _render(fmt: ResponseFormat, final: TranscriptionFinal, segments: list[TranscriptSegment]) -> Response:
+    usage = {"type": "duration", "seconds": round(final.duration, 3)}
+    if fmt == "json":
+        return JSONResponse({"text": final.text, "usage": usage})
+    if fmt == "text":
+        return PlainTextResponse(final.text + "\n")
+    if fmt == "srt":
+        return PlainTextResponse(_subtitles(segments, srt=True))
+    if fmt == "vtt":
+        return PlainTextResponse("WEBVTT\n\n" + _subtitles(segments, srt=False), media_type="text/vtt")
+    body: dict[str, Any] = {
+        "task": "transcribe",
+        "language": "english" if final.language == "en" else final.language,
+        "duration": round(final.duration, 3),
+        "text": final.text,
+        "usage": usage,
+        "segments": [
+            {
+                "id": s.id,
+                "seek": 0,
+                "start": s.start,
+                "end": s.end,
+                "text": s.text,
+                "tokens": [],
+                "temperature": 0.0,
+                "avg_logprob": s.avg_logprob,
+                "compression_ratio": s.compression_ratio,
+                "no_speech_prob": s.no_speech_prob,
+            }
+            for s in segments
+        ],
+    }
+    words = [w.model_dump() for s in segments for w in s.words or []]
+    if words:
+        body["words"] = words
+    return JSONResponse(body)
+
+
+def _subtitles(segments: list[TranscriptSegment], *, srt: bool) -> str:
+    sep = "," if srt else "."
+    blocks = []
+    for n, s in enumerate(segments, 1):
+        timing = f"{_clock(s.start, sep)} --> {_clock(s.end, sep)}"
+        blocks.append(f"{n}\n{timing}\n{s.text.strip()}\n" if srt else f"{timing}\n{s.text.strip()}\n")
+    return "\n".join(blocks)
+
+
+def _clock(seconds: float, sep: str) -> str:
+    ms = round(seconds * 1000)
+    h, ms = divmod(ms, 3_600_000)
+    m, ms = divmod(ms, 60_000)
+    sec, ms = divmod(ms, 1000)
+    return f"{h:02d}:{m:02d}:{sec:02d}{sep}{ms:03d}"

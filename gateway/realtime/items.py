@@ -1,0 +1,64 @@
+"""Checking the conversation items a client creates, and taking the speech out of them."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+
+from shared.config import Settings
+from shared.errors import InvalidRequest
+from shared.messages import AudioFormat, InputAudio, InputText, MessageItem, OutputText, new_id
+from shared.pcm import TARGET_RATE, InputConverter
+
+_ALLOWED = {"user": (InputText, InputAudio), "system": (InputText,), "assistant": (OutputText,)}
+
+
+def check_length(text: str, limit: int, param: str) -> None:
+    if len(text) > limit:
+        raise InvalidRequest(f"'{param}' is longer than {limit} characters.", param=param)
+
+
+def checked_item(item: MessageItem, settings: Settings, fmt: AudioFormat) -> tuple[MessageItem, bytes | None]:
+    """The item as it is stored (id and status filled in, audio taken out) and its speech as 16 kHz PCM16."""
+    if not item.content:
+        raise InvalidRequest("A message needs at least one content part.", param="item.content")
+    speech: bytes | None = None
+    content: list[InputText | OutputText | InputAudio] = []
+    for part in item.content:
+        if not isinstance(part, _ALLOWED[item.role]):
+            raise InvalidRequest(
+                f"Content of type {part.type!r} is not allowed in a {item.role} message.", param="item.content.type"
+            )
+        if isinstance(part, InputAudio):
+            if speech is not None:
+                raise InvalidRequest("A message holds at most one audio part.", param="item.content")
+            speech = _speech(part, settings, fmt)
+            content.append(InputAudio(type="input_audio"))
+        else:
+            check_length(part.text, settings.max_text_chars, "item.content.text")
+            content.append(OutputText(type="output_text", text=part.text) if isinstance(part, OutputText) else part)
+    stored = item.model_copy(update={"id": item.id or new_id("item"), "status": "completed", "content": content})
+    return stored, speech
+
+
+def _speech(part: InputAudio, settings: Settings, fmt: AudioFormat) -> bytes:
+    if part.transcript is not None and not part.audio:
+        raise InvalidRequest("Send the audio itself; transcripts are made here.", param="item.content.audio")
+    if not part.audio:
+        raise InvalidRequest(
+            "An input_audio part needs 'audio' (base64).", code="missing_required_parameter", param="item.content.audio"
+        )
+    try:
+        data = base64.b64decode(part.audio, validate=True)
+        samples = InputConverter(fmt.type, getattr(fmt, "rate", 8000)).convert(data)
+    except (binascii.Error, ValueError) as exc:
+        raise InvalidRequest(
+            f"'audio' is not valid base64 {fmt.type} audio.", code="invalid_audio", param="item.content.audio"
+        ) from exc
+    if len(samples) > settings.max_audio_buffer_s * TARGET_RATE:
+        raise InvalidRequest(
+            f"Audio longer than {settings.max_audio_buffer_s:.0f} s.", code="audio_too_long", param="item.content.audio"
+        )
+    if len(samples) < TARGET_RATE // 10:
+        raise InvalidRequest("Audio shorter than 0.1 s.", code="invalid_audio", param="item.content.audio")
+    return samples.tobytes()
