@@ -10,7 +10,10 @@ from shared.models import resolve_model
 
 
 def list_models(settings: Settings, *, as_json: bool) -> int:
-    configured = {"decoder": (settings.decoder_model, settings.decoder_model_sha256)}
+    configured = {
+        "decoder": (settings.decoder_model, settings.decoder_model_sha256),
+        "speech": (settings.asr_model, settings.asr_model_sha256),
+    }
     rows = []
     failed = False
     for role, (spec, sha) in configured.items():

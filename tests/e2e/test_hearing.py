@@ -6,9 +6,12 @@ tiny.en, Silero VAD) and the decoder.
 
 import asyncio
 import base64
+import json
 import warnings
 
 import numpy as np
+import pytest
+import redis
 
 from tests.helpers import Stack, realtime, stream_audio, user_message
 from tests.speech import silence, speak
@@ -61,6 +64,13 @@ async def test_client_commit_without_vad_then_response(stack: Stack):
         done = (await rt.until("conversation.item.input_audio_transcription.completed"))[-1]
         assert done["item_id"] == committed["item_id"]
         assert "capital" in done["transcript"].lower()
+        # Whisper's encoder states are kept for fusion, their shape and dtype beside the bytes.
+        key = f"mmtest:audio:{rt.events[0]['session']['id']}:item:{done['item_id']}:enc"
+        stored = redis.Redis.from_url(stack.redis_url).hgetall(key)
+        header = json.loads(stored[b"header"])
+        assert header["dtype"] == "float16" and header["shape"][1] == 384
+        assert header["shape"][0] == pytest.approx(done["usage"]["seconds"] * 50, abs=2)
+        assert len(stored[b"data"]) == header["shape"][0] * header["shape"][1] * 2
         assert not [e for e in rt.events if e["type"].startswith("input_audio_buffer.speech")]
         text, response = await rt.ask("Answer the question I asked, in one sentence.")
         assert "Paris" in text
