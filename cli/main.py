@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
+from pathlib import Path
 
 from shared.config import WORKER_KINDS, Settings
 from shared.logs import configure_logging
@@ -31,6 +33,13 @@ def _parser() -> argparse.ArgumentParser:
     chat.add_argument("--temperature", type=float)
     chat.add_argument("--once", metavar="MESSAGE", help="send one message, print the reply, exit")
 
+    train = sub.add_parser("train", help="train a model the project ships")
+    train_sub = train.add_subparsers(dest="what", required=True)
+    clip = train_sub.add_parser("clip", help="our small CLIP, on generated pictures")
+    clip.add_argument("--seed", type=int, default=0)
+    clip.add_argument("--steps", type=int, default=3000)
+    clip.add_argument("--threads", type=int, default=2)
+    clip.add_argument("--out", type=Path, help="checkpoint path (default: the bundled one)")
     models = sub.add_parser("models", help="list the configured models, resolving them (sha256-checked)")
     models.add_argument("--json", action="store_true", help="print JSON")
     return p
@@ -41,32 +50,58 @@ def main(argv: list[str] | None = None) -> int:
     overrides = {k: v for k in ("host", "port") if (v := getattr(args, k, None)) is not None}
     settings = Settings(**overrides)
     configure_logging(settings.log_level, args.command if args.command != "worker" else args.kind)
+    return _COMMANDS[args.command](settings, args)
 
-    if args.command == "up":
-        from cli.up import up
 
-        return up(settings)
-    if args.command == "gateway":
-        from cli.serve import serve_gateway
+def _up(settings: Settings, _args: argparse.Namespace) -> int:
+    from cli.up import up
 
-        serve_gateway(settings)
-        return 0
-    if args.command == "worker":
-        from workers.runner import run_worker
+    return up(settings)
 
-        run_worker(args.kind, settings, args.name)
-        return 0
-    if args.command == "chat":
-        from cli.chat import chat
 
-        return chat(
-            settings, url=args.url, instructions=args.instructions, temperature=args.temperature, once=args.once
-        )
-    if args.command == "models":
-        from cli.models import list_models
+def _gateway(settings: Settings, _args: argparse.Namespace) -> int:
+    from cli.serve import serve_gateway
 
-        return list_models(settings, as_json=args.json)
-    return 2
+    serve_gateway(settings)
+    return 0
+
+
+def _worker(settings: Settings, args: argparse.Namespace) -> int:
+    from workers.runner import run_worker
+
+    run_worker(args.kind, settings, args.name)
+    return 0
+
+
+def _chat(settings: Settings, args: argparse.Namespace) -> int:
+    from cli.chat import chat
+
+    return chat(settings, url=args.url, instructions=args.instructions, temperature=args.temperature, once=args.once)
+
+
+def _train(_settings: Settings, args: argparse.Namespace) -> int:
+    from workers.image.train import TrainConfig, train_clip
+
+    config = TrainConfig(seed=args.seed, steps=args.steps, threads=args.threads)
+    report = train_clip(config, **({"out": args.out} if args.out else {}))
+    print(f"held-out zero-shot accuracy: {report.held_out_accuracy}  (seen pairs: {report.seen_accuracy})")
+    return 0
+
+
+def _models(settings: Settings, args: argparse.Namespace) -> int:
+    from cli.models import list_models
+
+    return list_models(settings, as_json=args.json)
+
+
+_COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
+    "up": _up,
+    "gateway": _gateway,
+    "worker": _worker,
+    "chat": _chat,
+    "train": _train,
+    "models": _models,
+}
 
 
 if __name__ == "__main__":

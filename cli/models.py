@@ -10,13 +10,32 @@ from shared.models import resolve_model
 
 
 def list_models(settings: Settings, *, as_json: bool) -> int:
+    from workers.image.bundled import BUNDLED_SHA256, BUNDLED_WEIGHTS
+
+    clip = (
+        (str(BUNDLED_WEIGHTS), BUNDLED_SHA256)
+        if settings.clip_pretrained == "bundled"
+        else (settings.clip_pretrained, settings.clip_pretrained_sha256)
+    )
     configured = {
         "decoder": (settings.decoder_model, settings.decoder_model_sha256),
         "speech": (settings.asr_model, settings.asr_model_sha256),
+        "image": clip,
     }
     rows = []
     failed = False
     for role, (spec, sha) in configured.items():
+        if role == "image" and not spec.endswith((".safetensors", ".pt", ".bin")):
+            rows.append(
+                {
+                    "role": role,
+                    "spec": f"{settings.clip_model} / {spec}",
+                    "path": "(open_clip hub)",
+                    "sha256": "-",
+                    "source": "hub",
+                }
+            )
+            continue
         try:
             m = resolve_model(spec, settings.models_dir, allow_downloads=settings.allow_downloads, expected_sha256=sha)
             rows.append({"role": role, "spec": spec, "path": str(m.path), "sha256": m.sha256, "source": m.source})

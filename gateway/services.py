@@ -11,6 +11,7 @@ from shared.audio_bus import AudioBus
 from shared.celery_app import create_celery
 from shared.clients import DecoderClient, JobClient, TranscriptionClient
 from shared.config import Settings
+from shared.image_bus import ImageBus
 from shared.keys import Keys
 from shared.response_state import AsyncResponseStore
 from shared.sessions import SessionStore
@@ -26,6 +27,7 @@ class Services:
     decoder: DecoderClient
     audio: AudioBus
     transcriptions: TranscriptionClient
+    images: ImageBus
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
@@ -36,15 +38,17 @@ class Services:
         responses = AsyncResponseStore(client, keys, ttl_s=settings.session_ttl_s)
         audio = AudioBus(client, keys, celery, ttl_s=settings.session_ttl_s)
         jobs = JobClient(responses, celery, settings)
+        images = ImageBus(client, keys, celery, ttl_s=settings.session_ttl_s)
         return cls(
-            settings,
-            keys,
-            client,
-            celery,
-            sessions,
-            DecoderClient(jobs, settings),
-            audio,
-            TranscriptionClient(jobs, settings),
+            settings=settings,
+            keys=keys,
+            redis=client,
+            celery=celery,
+            sessions=sessions,
+            decoder=DecoderClient(jobs, settings),
+            audio=audio,
+            transcriptions=TranscriptionClient(jobs, settings),
+            images=images,
         )
 
     async def close(self) -> None:

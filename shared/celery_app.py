@@ -20,6 +20,7 @@ QUEUE_DECODE: Final = "decode"
 TASK_DECODE_GENERATE: Final = "decode.generate"
 TASK_AUDIO_STREAM: Final = "audio.stream"
 TASK_AUDIO_TRANSCRIBE: Final = "audio.transcribe"
+TASK_IMAGE_DESCRIBE: Final = "image.describe"
 
 
 def create_celery(settings: Settings) -> Celery:

@@ -13,8 +13,8 @@ from pydantic import Field, computed_field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
-WorkerKind = Literal["decode", "audio"]
-WORKER_KINDS: tuple[WorkerKind, ...] = ("decode", "audio")
+WorkerKind = Literal["decode", "audio", "image"]
+WORKER_KINDS: tuple[WorkerKind, ...] = ("decode", "audio", "image")
 
 DEFAULT_DECODER_MODEL = "bundled:qwen2.5-coder-0.5b-instruct-q4_k_m"
 
@@ -96,6 +96,27 @@ class Settings(BaseSettings):
         default_factory=lambda: ["whisper-1"], description="Other transcription model ids accepted (JSON list)."
     )
     store_encoder_states: bool = Field(True, description="Keep each utterance's Whisper encoder output.")
+
+    # --- Sight -------------------------------------------------------------------------------
+    clip_model: str = Field("mmstream-clip-tiny", description="open_clip model name (or our own config).")
+    clip_pretrained: str = Field(
+        "bundled",
+        description="'bundled' (our trained checkpoint), a checkpoint path, or an open_clip pretrained tag / "
+        "'hf-hub:' id (needs allow_downloads).",
+    )
+    clip_pretrained_sha256: str | None = Field(None, description="Expected sha256 of a checkpoint given by path.")
+    image_labels_file: Path | None = Field(None, description="JSON label groups for zero-shot tags.")
+    image_threads: int = Field(1, ge=1, description="torch threads per image worker process.")
+    image_concurrency: int = Field(8, ge=1, description="Pictures one image worker holds at once (its batch).")
+    image_batch_size: int = Field(8, ge=1, description="Most pictures in one forward pass.")
+    image_batch_wait_ms: float = Field(5.0, ge=0, description="How long a batch waits for more pictures.")
+    max_image_bytes: int = Field(10 << 20, ge=1024, description="Largest picture accepted, encoded.")
+    max_image_pixels: int = Field(4096 * 4096, ge=1, description="Most pixels a picture may have.")
+    frame_duplicate_cosine: float = Field(
+        0.985, gt=0, le=1, description="Camera frames this close (CLIP cosine) to the last kept one are dropped."
+    )
+    allow_remote_media: bool = Field(False, description="Fetch http(s) image URLs (public addresses only).")
+    remote_media_timeout_s: float = Field(5.0, gt=0)
 
     # --- Models ------------------------------------------------------------------------------
     models_dir: Path = Field(Path.home() / ".cache" / "mmstream" / "models")

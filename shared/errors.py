@@ -30,6 +30,8 @@ ErrorCode = Literal[
     "audio_too_long",
     "input_audio_buffer_commit_empty",
     "request_too_large",
+    "invalid_image",
+    "image_too_large",
     "audio_unavailable",
     "decoder_unavailable",
     "server_error",

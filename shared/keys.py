@@ -58,6 +58,16 @@ class Keys:
     def item_encoder_states(self, session_id: str, item_id: str) -> str:
         return f"{self.prefix}:audio:{session_id}:item:{item_id}:enc"
 
+    # A session's camera frames: the newest frame sent, and the last one kept (id and embedding).
+    def latest_frame(self, session_id: str) -> str:
+        return f"{self.prefix}:image:{session_id}:latest"
+
+    def last_frame(self, session_id: str) -> str:
+        return f"{self.prefix}:image:{session_id}:last"
+
+    def item_image_embedding(self, session_id: str, item_id: str, index: int) -> str:
+        return f"{self.prefix}:image:{session_id}:item:{item_id}:{index}:emb"
+
     def session_events(self, session_id: str) -> str:
         return f"{self.prefix}:session:{session_id}:events"
 

@@ -63,7 +63,17 @@ class InputAudio(_Wire):
     transcript: str | None = None
 
 
-ContentPart = Annotated[InputText | OutputText | InputAudio, Field(discriminator="type")]
+class InputImage(_Wire):
+    """A picture in a user message: `image_url` is a data URL (or, where the operator allows, an http(s)
+    URL) sent by the client and not kept; the server fills in `description` from the image worker's tags."""
+
+    type: Literal["input_image"]
+    image_url: str | None = None
+    detail: Literal["auto", "low", "high"] = "auto"
+    description: str | None = None
+
+
+ContentPart = Annotated[InputText | OutputText | InputAudio | InputImage, Field(discriminator="type")]
 
 
 class MessageItem(_Wire):
@@ -80,12 +90,27 @@ class MessageItem(_Wire):
     content: list[ContentPart] = Field(default_factory=list, max_length=64)
 
     def text(self) -> str:
-        """The message as text: typed text and the transcripts of its speech."""
-        return "".join(p.transcript or "" if isinstance(p, InputAudio) else p.text for p in self.content)
+        """The message as text: typed text, transcripts of its speech, descriptions of its pictures."""
+        return "".join(_part_text(p) for p in self.content)
 
-    def pending_audio(self) -> bool:
-        """True while some speech in the message has no transcript yet."""
-        return any(isinstance(p, InputAudio) and p.transcript is None for p in self.content)
+    def pending_media(self) -> bool:
+        """True while some speech has no transcript or some picture no description yet."""
+        return any(
+            (isinstance(p, InputAudio) and p.transcript is None)
+            or (isinstance(p, InputImage) and p.description is None)
+            for p in self.content
+        )
+
+    def images_only(self) -> bool:
+        return bool(self.content) and all(isinstance(p, InputImage) for p in self.content)
+
+
+def _part_text(part: InputText | OutputText | InputAudio | InputImage) -> str:
+    if isinstance(part, InputAudio):
+        return part.transcript or ""
+    if isinstance(part, InputImage):
+        return f"[Picture: {part.description or 'could not be read'}]\n"
+    return part.text
 
 
 # ---------------------------------------------------------------------------------------------
@@ -527,6 +552,16 @@ class InputAudioTranscriptionFailed(_ServerEvent):
     error: ErrorDetail
 
 
+class ConversationItemInputImageDropped(_ServerEvent):
+    """Not in the OpenAI API: a camera frame was not processed (`stale`: a newer frame came first;
+    `duplicate`: it shows what `kept_item_id` already shows). `conversation.item.deleted` follows."""
+
+    type: Literal["conversation.item.input_image.dropped"] = "conversation.item.input_image.dropped"
+    item_id: str
+    reason: Literal["stale", "duplicate"]
+    kept_item_id: str | None = None
+
+
 ServerEvent = (
     ErrorEvent
     | SessionCreated
@@ -551,6 +586,7 @@ ServerEvent = (
     | InputAudioTranscriptionDelta
     | InputAudioTranscriptionCompleted
     | InputAudioTranscriptionFailed
+    | ConversationItemInputImageDropped
 )
 
 # ---------------------------------------------------------------------------------------------
@@ -738,8 +774,48 @@ class TranscriptFailed(_Out):
     message: str
 
 
+class ImageTag(_Out):
+    group: str
+    label: str
+    score: float
+
+
+class ImageDescribed(_Out):
+    v: Literal[1] = 1
+    type: Literal["image_described"] = "image_described"
+    item_id: str
+    content_index: int
+    description: str
+    tags: list[ImageTag]
+
+
+class ImageDropped(_Out):
+    v: Literal[1] = 1
+    type: Literal["image_dropped"] = "image_dropped"
+    item_id: str
+    reason: Literal["stale", "duplicate"]
+    kept_item_id: str | None = None
+
+
+class ImageFailed(_Out):
+    v: Literal[1] = 1
+    type: Literal["image_failed"] = "image_failed"
+    item_id: str
+    content_index: int
+    code: str
+    message: str
+
+
 SessionEvent = Annotated[
-    SpeechStarted | SpeechStopped | AudioCommitted | TranscriptDelta | TranscriptDone | TranscriptFailed,
+    SpeechStarted
+    | SpeechStopped
+    | AudioCommitted
+    | TranscriptDelta
+    | TranscriptDone
+    | TranscriptFailed
+    | ImageDescribed
+    | ImageDropped
+    | ImageFailed,
     Field(discriminator="type"),
 ]
 session_event_adapter: TypeAdapter[SessionEvent] = TypeAdapter(SessionEvent)
@@ -753,6 +829,26 @@ class EncoderStates(_Out):
     dtype: Literal["float16", "float32"]
     shape: list[int]  # [frames, width]
     frames_per_second: float
+
+
+class ImageEmbedding(_Out):
+    """Header of a picture's CLIP embedding, stored beside its raw bytes."""
+
+    v: Literal[1] = 1
+    model: str
+    dtype: Literal["float32"] = "float32"
+    shape: list[int]
+
+
+class DescribeImageRequest(_Out):
+    """Payload of `image.describe`: one picture of a conversation item, stored at `blob_key`."""
+
+    v: Literal[1] = 1
+    session_id: str
+    item_id: str
+    content_index: int
+    blob_key: str
+    frame: bool  # a camera frame: may be dropped when stale or a near-duplicate
 
 
 class AudioStreamRequest(_Out):

@@ -7,6 +7,7 @@ refreshes the TTL of the session's keys, so an abandoned session disappears by i
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import redis
 import redis.asyncio as aioredis
@@ -42,15 +43,15 @@ return prev
 """
 
 
-# KEYS: items. ARGV: item_id, content_index (0-based), transcript. Fills in the transcript of an
-# input_audio part; an item deleted meanwhile stays deleted.
-_SET_TRANSCRIPT = """
+# KEYS: items. ARGV: item_id, content_index (0-based), part type, field, value. Fills in what a
+# worker found out about a part (a transcript, a description); a deleted item stays deleted.
+_SET_PART_FIELD = """
 local raw = redis.call('HGET', KEYS[1], ARGV[1])
 if not raw then return 0 end
 local item = cjson.decode(raw)
 local part = item['content'][tonumber(ARGV[2]) + 1]
-if not part or part['type'] ~= 'input_audio' then return 0 end
-part['transcript'] = ARGV[3]
+if not part or part['type'] ~= ARGV[3] then return 0 end
+part[ARGV[4]] = ARGV[5]
 redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(item))
 return 1
 """
@@ -137,7 +138,8 @@ class SessionWriter:
         self._ttl_s = ttl_s
         self._max_items = max_items
         self._add = client.register_script(_ADD_ITEM)
-        self._transcript = client.register_script(_SET_TRANSCRIPT)
+        self._set_field = client.register_script(_SET_PART_FIELD)
+        self._client = client
 
     def add_item(self, session_id: str, item: MessageItem) -> str | None:
         """Append an item; adding the same item id again (a redelivered task) changes nothing."""
@@ -153,7 +155,22 @@ class SessionWriter:
 
     def set_transcript(self, session_id: str, item_id: str, transcript: str, content_index: int = 0) -> bool:
         keys = [self._keys.session_items(session_id)]
-        return bool(self._transcript(keys=keys, args=[item_id, content_index, transcript]))
+        return bool(self._set_field(keys=keys, args=[item_id, content_index, "input_audio", "transcript", transcript]))
+
+    def set_description(self, session_id: str, item_id: str, content_index: int, description: str) -> bool:
+        keys = [self._keys.session_items(session_id)]
+        return bool(
+            self._set_field(keys=keys, args=[item_id, content_index, "input_image", "description", description])
+        )
+
+    def delete_item(self, session_id: str, item_id: str) -> bool:
+        removed = self._client.hdel(self._keys.session_items(session_id), item_id)
+        self._client.lrem(self._keys.session_order(session_id), 0, item_id)
+        return bool(removed)
+
+    def get_item(self, session_id: str, item_id: str) -> MessageItem | None:
+        raw: Any = self._client.hget(self._keys.session_items(session_id), item_id)
+        return None if raw is None else MessageItem.model_validate_json(raw)
 
 
 def load_items(client: redis.Redis, keys: Keys, session_id: str, item_ids: Sequence[str]) -> list[MessageItem]:

@@ -130,7 +130,14 @@ def make_stack(redis_url: str, log_dir: Path, **settings: str) -> Stack:
 
 @contextlib.contextmanager
 def running_stack(
-    redis_url: str, log_dir: Path, *, decoders: int = 1, audio: int = 1, gateway: bool = True, **settings: str
+    redis_url: str,
+    log_dir: Path,
+    *,
+    decoders: int = 1,
+    audio: int = 1,
+    image: int = 1,
+    gateway: bool = True,
+    **settings: str,
 ) -> Iterator[Stack]:
     stack = make_stack(redis_url, log_dir, **settings)
     try:
@@ -138,10 +145,13 @@ def running_stack(
             stack.start_worker("decode", f"decode-{i}")
         for i in range(audio):
             stack.start_worker("audio", f"audio-{i}")
+        for i in range(image):
+            stack.start_worker("image", f"image-{i}")
         if gateway:
             stack.start_gateway()
         stack.wait_ready("decode", decoders)
         stack.wait_ready("audio", audio)
+        stack.wait_ready("image", image)
         yield stack
     finally:
         stack.close()

@@ -37,6 +37,10 @@ class Presence:
         self._info.update(info)
         self._publish()
 
+    def note(self, **info: Any) -> None:
+        """Change what the record says; the next heartbeat publishes it."""
+        self._info.update(info)
+
     def stop(self) -> None:
         self._stop.set()
         try:

@@ -7,16 +7,19 @@ warm-up thread once the worker is ready, or by the first task, whichever comes f
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import socket
 import threading
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import redis
 from celery.signals import worker_ready, worker_shutting_down
 
-from shared.celery_app import QUEUE_AUDIO, QUEUE_DECODE, create_celery
+from shared.celery_app import QUEUE_AUDIO, QUEUE_DECODE, QUEUE_IMAGE, create_celery
 from shared.config import Settings, WorkerKind
 from shared.keys import Keys
 from workers.presence import Presence
@@ -40,33 +43,41 @@ class WorkerService(Protocol):
     def shutdown(self) -> None: ...
 
 
+@dataclass(frozen=True)
+class _Kind:
+    module: str  # defines SERVICE (the class) and register(app, service)
+    queue: str
+    threads: Callable[[Settings], tuple[int, str]]  # (threads, OpenMP wait policy)
+    concurrency: Callable[[Settings], int]
+
+
+_KINDS: dict[str, _Kind] = {
+    "decode": _Kind(
+        "workers.decoder.tasks",
+        QUEUE_DECODE,
+        lambda s: (s.decoder_threads, s.decoder_omp_wait_policy),
+        lambda s: s.decoder_concurrency,
+    ),
+    "audio": _Kind(
+        "workers.audio.tasks", QUEUE_AUDIO, lambda s: (s.audio_threads, "passive"), lambda s: s.audio_concurrency
+    ),
+    "image": _Kind(
+        "workers.image.tasks", QUEUE_IMAGE, lambda s: (s.image_threads, "passive"), lambda s: s.image_concurrency
+    ),
+}
+
+
 def run_worker(kind: WorkerKind, settings: Settings, name: str | None = None) -> None:
     name = name or f"{kind}-{socket.gethostname()}-{os.getpid()}"
+    spec = _KINDS[kind]
+    limit_threads(*spec.threads(settings))  # before the kind's libraries are imported
     client = redis.Redis.from_url(settings.redis_url)
     presence = Presence(client, Keys(settings.key_prefix), kind, name)
     app = create_celery(settings)
-    service: WorkerService
-
-    if kind == "decode":
-        limit_threads(settings.decoder_threads, settings.decoder_omp_wait_policy)
-        from workers.decoder.service import DecoderService
-        from workers.decoder.tasks import register
-
-        decoder = DecoderService(settings, client, presence)
-        register(app, decoder)
-        service = decoder
-        queue, concurrency = QUEUE_DECODE, settings.decoder_concurrency
-    elif kind == "audio":
-        limit_threads(settings.audio_threads)
-        from workers.audio.service import AudioService
-        from workers.audio.tasks import register as register_audio
-
-        audio = AudioService(settings, client, presence)
-        register_audio(app, audio)
-        service = audio
-        queue, concurrency = QUEUE_AUDIO, settings.audio_concurrency
-    else:  # pragma: no cover - WorkerKind is a Literal
-        raise ValueError(f"unknown worker kind {kind}")
+    module = importlib.import_module(spec.module)
+    service: WorkerService = module.SERVICE(settings, client, presence)
+    module.register(app, service)
+    queue, concurrency = spec.queue, spec.concurrency(settings)
 
     def on_ready(**_: Any) -> None:
         presence.start()

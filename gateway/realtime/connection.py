@@ -19,6 +19,7 @@ from typing import Any
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from gateway.realtime.audio_input import AudioInputBuffer
+from gateway.realtime.images import image_bytes
 from gateway.realtime.items import check_length, checked_item
 from gateway.realtime.responder import stream_response
 from gateway.services import Services
@@ -33,11 +34,15 @@ from shared.messages import (
     ConversationItemDelete,
     ConversationItemDeleted,
     ConversationItemDone,
+    ConversationItemInputImageDropped,
     ConversationItemRetrieve,
     ConversationItemRetrieved,
     ErrorDetail,
     ErrorEvent,
     GenerateRequest,
+    ImageDescribed,
+    ImageDropped,
+    ImageFailed,
     InputAudio,
     InputAudioBufferAppend,
     InputAudioBufferCleared,
@@ -110,6 +115,9 @@ class RealtimeConnection:
             TranscriptDelta: self._on_transcript_delta,
             TranscriptDone: self._on_transcript_done,
             TranscriptFailed: self._on_transcript_failed,
+            ImageDescribed: self._on_image_described,
+            ImageDropped: self._on_image_dropped,
+            ImageFailed: self._on_image_failed,
         }
 
     async def run(self) -> None:
@@ -188,12 +196,18 @@ class RealtimeConnection:
         await self.send(SessionUpdated(session=self.session))
 
     async def _item_create(self, event: ConversationItemCreate) -> None:
-        item, speech = checked_item(event.item, self._settings, self.session.audio.input.format)
+        checked = checked_item(event.item, self._settings, self.session.audio.input.format)
+        pictures = [(index, await image_bytes(url, self._settings)) for index, url in checked.pictures]
+        item = checked.item
+        assert item.id is not None
         previous = await self._services.sessions.add_item(self.session.id, item, event.previous_item_id)
-        await self._announce_item(item, previous, done=speech is None)
-        if speech is not None:  # the transcript follows, then conversation.item.done
-            assert item.id is not None
-            await self._services.audio.transcribe_item(self.session.id, item.id, speech)
+        await self._announce_item(item, previous, done=not item.pending_media())
+        # Transcripts and descriptions follow; then conversation.item.done.
+        if checked.speech is not None:
+            await self._services.audio.transcribe_item(self.session.id, item.id, checked.speech)
+        frame = item.images_only() and len(pictures) == 1
+        for index, data in pictures:
+            await self._services.images.describe(self.session.id, item.id, index, data, frame=frame)
 
     async def _item_delete(self, event: ConversationItemDelete) -> None:
         await self._services.sessions.delete_item(self.session.id, event.item_id)
@@ -364,10 +378,32 @@ class RealtimeConnection:
         await self.send(InputAudioTranscriptionFailed(item_id=event.item_id, error=error))
         await self._item_done(event.item_id)
 
+    async def _on_image_described(self, event: ImageDescribed) -> None:
+        await self._item_done(event.item_id)
+
+    async def _on_image_dropped(self, event: ImageDropped) -> None:
+        await self.send(
+            ConversationItemInputImageDropped(
+                item_id=event.item_id, reason=event.reason, kept_item_id=event.kept_item_id
+            )
+        )
+        await self.send(ConversationItemDeleted(item_id=event.item_id))
+
+    async def _on_image_failed(self, event: ImageFailed) -> None:
+        await self.send_error(
+            InvalidRequest(
+                f"{event.message} (item {event.item_id})", code="invalid_image", param="item.content.image_url"
+            ),
+            None,
+        )
+        await self._item_done(event.item_id)
+
     async def _item_done(self, item_id: str) -> None:
+        """Announce an item once every transcript and description in it is in."""
         with contextlib.suppress(InvalidRequest):  # deleted meanwhile: nothing to announce
             item = await self._services.sessions.get_item(self.session.id, item_id)
-            await self.send(ConversationItemDone(previous_item_id=None, item=item))
+            if not item.pending_media():
+                await self.send(ConversationItemDone(previous_item_id=None, item=item))
 
     def _transcripts_on(self) -> bool:
         return self.session.audio.input.transcription is not None

@@ -4,13 +4,22 @@ from __future__ import annotations
 
 import base64
 import binascii
+from dataclasses import dataclass
 
 from shared.config import Settings
 from shared.errors import InvalidRequest
-from shared.messages import AudioFormat, InputAudio, InputText, MessageItem, OutputText, new_id
+from shared.messages import AudioFormat, InputAudio, InputImage, InputText, MessageItem, OutputText, new_id
 from shared.pcm import TARGET_RATE, InputConverter
 
-_ALLOWED = {"user": (InputText, InputAudio), "system": (InputText,), "assistant": (OutputText,)}
+_ALLOWED = {"user": (InputText, InputAudio, InputImage), "system": (InputText,), "assistant": (OutputText,)}
+_MAX_PICTURES = 8
+
+
+@dataclass(frozen=True)
+class CheckedItem:
+    item: MessageItem  # as stored: id and status filled in, media taken out
+    speech: bytes | None  # 16 kHz PCM16 of its input_audio part
+    pictures: list[tuple[int, str]]  # (content index, image_url) of its input_image parts
 
 
 def check_length(text: str, limit: int, param: str) -> None:
@@ -18,13 +27,13 @@ def check_length(text: str, limit: int, param: str) -> None:
         raise InvalidRequest(f"'{param}' is longer than {limit} characters.", param=param)
 
 
-def checked_item(item: MessageItem, settings: Settings, fmt: AudioFormat) -> tuple[MessageItem, bytes | None]:
-    """The item as it is stored (id and status filled in, audio taken out) and its speech as 16 kHz PCM16."""
+def checked_item(item: MessageItem, settings: Settings, fmt: AudioFormat) -> CheckedItem:
     if not item.content:
         raise InvalidRequest("A message needs at least one content part.", param="item.content")
     speech: bytes | None = None
-    content: list[InputText | OutputText | InputAudio] = []
-    for part in item.content:
+    pictures: list[tuple[int, str]] = []
+    content: list[InputText | OutputText | InputAudio | InputImage] = []
+    for index, part in enumerate(item.content):
         if not isinstance(part, _ALLOWED[item.role]):
             raise InvalidRequest(
                 f"Content of type {part.type!r} is not allowed in a {item.role} message.", param="item.content.type"
@@ -34,11 +43,22 @@ def checked_item(item: MessageItem, settings: Settings, fmt: AudioFormat) -> tup
                 raise InvalidRequest("A message holds at most one audio part.", param="item.content")
             speech = _speech(part, settings, fmt)
             content.append(InputAudio(type="input_audio"))
+        elif isinstance(part, InputImage):
+            if not part.image_url:
+                raise InvalidRequest(
+                    "An input_image part needs 'image_url'.",
+                    code="missing_required_parameter",
+                    param="item.content.image_url",
+                )
+            pictures.append((index, part.image_url))
+            content.append(InputImage(type="input_image", detail=part.detail))
         else:
             check_length(part.text, settings.max_text_chars, "item.content.text")
             content.append(OutputText(type="output_text", text=part.text) if isinstance(part, OutputText) else part)
+    if len(pictures) > _MAX_PICTURES:
+        raise InvalidRequest(f"A message holds at most {_MAX_PICTURES} pictures.", param="item.content")
     stored = item.model_copy(update={"id": item.id or new_id("item"), "status": "completed", "content": content})
-    return stored, speech
+    return CheckedItem(stored, speech, pictures)
 
 
 def _speech(part: InputAudio, settings: Settings, fmt: AudioFormat) -> bytes:

@@ -98,7 +98,7 @@ def test_up_starts_everything_chat_works_and_ctrl_c_stops_it(tmp_path):
         assert chat.returncode == 0, chat.stderr
         assert "Paris" in chat.stdout
         children = _children_of_port(port)
-        assert len(children) >= 3  # a worker of each kind and the gateway
+        assert len(children) >= 4  # a worker of each kind and the gateway
         started = time.monotonic()
         up.send_signal(signal.SIGINT)  # what Ctrl-C does
         assert up.wait(30) == 0

@@ -38,7 +38,7 @@ async def _transcribe(rt: Realtime, extra_tasks: Celery | None = None) -> tuple[
 async def test_two_workers_give_the_one_worker_transcript(stack: Stack, fresh_redis_url, tmp_path):
     async with connect(stack.ws) as rt:
         one_worker, _ = await _transcribe(rt)
-    with running_stack(fresh_redis_url, tmp_path, decoders=0, audio=2) as two:
+    with running_stack(fresh_redis_url, tmp_path, decoders=0, audio=2, image=0) as two:
         celery = Celery(broker=two.redis_url, set_as_current=False)
         celery.conf.update(task_serializer="json", accept_content=["json"], task_routes={"audio.*": {"queue": "audio"}})
         async with connect(two.ws) as rt:

@@ -14,7 +14,7 @@ def _numbers(text: str) -> list[int]:
 
 
 async def test_killed_decoder_reply_is_completed_by_another(fresh_redis_url, tmp_path):
-    with running_stack(fresh_redis_url, tmp_path, decoders=2, audio=0, lease_ttl_s="1.5") as stack:
+    with running_stack(fresh_redis_url, tmp_path, decoders=2, audio=0, image=0, lease_ttl_s="1.5") as stack:
         async with connect(stack.ws) as rt:
             await rt.send(user_message("Count from 1 to 60, separated by commas, with no other text."))
             await rt.send({"type": "response.create", "response": {"max_output_tokens": 400}})

@@ -52,10 +52,10 @@ async def test_worker_adds_items_idempotently_and_fills_transcripts(fresh_redis_
     assert writer.add_item("w", spoken) == "a"
     assert writer.add_item("w", spoken) is None  # redelivered: no second copy
     assert await store.item_ids("w") == ["a", "sp"]
-    assert (await store.get_item("w", "sp")).pending_audio()
+    assert (await store.get_item("w", "sp")).pending_media()
     assert writer.set_transcript("w", "sp", "hello there")
     item = await store.get_item("w", "sp")
-    assert not item.pending_audio() and item.text() == "hello there"
+    assert not item.pending_media() and item.text() == "hello there"
     assert not writer.set_transcript("w", "a", "x")  # not an audio part
     assert not writer.set_transcript("w", "gone", "x")
     await client.aclose()

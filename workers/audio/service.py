@@ -11,8 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import secrets
-import threading
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,7 +18,6 @@ import numpy as np
 import redis
 
 from shared.config import Settings
-from shared.keys import Keys
 from shared.messages import (
     AudioCommitted,
     AudioLogEntry,
@@ -44,6 +41,7 @@ from workers.audio.files import BadAudio, decode_file, pcm16_to_float
 from workers.audio.stream import Ended, StreamProcessor, StreamState, TurnConfig
 from workers.audio.vad import SileroVad
 from workers.audio.whisper import SAMPLE_RATE, WhisperASR
+from workers.base import ModelService
 from workers.presence import Presence
 
 log = logging.getLogger(__name__)
@@ -76,12 +74,11 @@ class _Models:
     resolved: ResolvedModel
 
 
-class AudioService:
+class AudioService(ModelService[_Models]):
+    what = "speech model"
+
     def __init__(self, settings: Settings, client: redis.Redis, presence: Presence) -> None:
-        self._settings = settings
-        self._keys = Keys(settings.key_prefix)
-        self._r = client
-        self._presence = presence
+        super().__init__(settings, client, presence)
         self._writer = SessionWriter(
             client, self._keys, ttl_s=settings.session_ttl_s, max_items=settings.max_conversation_items
         )
@@ -90,34 +87,20 @@ class AudioService:
             client, self._keys, lease_ms=int(settings.lease_ttl_s * 1000), ttl_s=settings.session_ttl_s
         )
         self._release = client.register_script(_RELEASE)
-        self._lock = threading.Lock()
-        self._models: _Models | None = None
 
     # --- lifecycle ------------------------------------------------------------------------------
 
-    def warm_up(self) -> None:
-        models = self._load()
-        self._presence.update(
-            loaded=True, model=models.resolved.spec, sha256=models.resolved.sha256, path=str(models.resolved.path)
+    def _identity(self, models: _Models) -> dict[str, Any]:
+        return {"model": models.resolved.spec, "sha256": models.resolved.sha256, "path": str(models.resolved.path)}
+
+    def _build(self) -> _Models:
+        s = self._settings
+        resolved = resolve_model(
+            s.asr_model, s.models_dir, allow_downloads=s.allow_downloads, expected_sha256=s.asr_model_sha256
         )
-
-    def shutdown(self) -> None:
-        """Passes are short and their writes atomic: nothing to hand over."""
-
-    def _load(self) -> _Models:
-        with self._lock:
-            if self._models is None:
-                s = self._settings
-                resolved = resolve_model(
-                    s.asr_model, s.models_dir, allow_downloads=s.allow_downloads, expected_sha256=s.asr_model_sha256
-                )
-                t0 = time.monotonic()
-                asr = WhisperASR(resolved.path, threads=s.audio_threads, compute_type=s.asr_compute_type)
-                self._models = _Models(asr, StreamProcessor(asr, SileroVad()), resolved)
-                log.info(
-                    "loaded %s (sha256 %s) in %.1f s", resolved.path.name, resolved.sha256[:12], time.monotonic() - t0
-                )
-            return self._models
+        asr = WhisperASR(resolved.path, threads=s.audio_threads, compute_type=s.asr_compute_type)
+        log.info("speech model %s, sha256 %s", resolved.path.name, resolved.sha256[:12])
+        return _Models(asr, StreamProcessor(asr, SileroVad()), resolved)
 
     # --- audio.stream ---------------------------------------------------------------------------
 

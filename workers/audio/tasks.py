@@ -10,6 +10,8 @@ from shared.celery_app import TASK_AUDIO_STREAM, TASK_AUDIO_TRANSCRIBE
 from shared.messages import AudioStreamRequest, TranscribeRequest
 from workers.audio.service import AudioService
 
+SERVICE = AudioService
+
 
 def register(app: Celery, service: AudioService) -> None:
     @app.task(name=TASK_AUDIO_STREAM, ignore_result=True)

@@ -13,15 +13,16 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import redis
 
 from shared.config import Settings
-from shared.keys import Keys
 from shared.messages import GenerateRequest, MessageItem, ResponseFinal, TokenDelta, TokenUsage
 from shared.models import ResolvedModel, resolve_model
 from shared.response_state import ResponseStore
 from shared.sessions import load_items
+from workers.base import ModelService
 from workers.decoder.engine import Done, Engine, Job, Token
 from workers.decoder.llama import ContextConfig, LlamaModel
 from workers.decoder.prompt import ChatTemplate, build_prompt
@@ -44,64 +45,48 @@ class _Loaded:
     engine: Engine
 
 
-class DecoderService:
+class DecoderService(ModelService[_Loaded]):
+    what = "decoder model"
+
     def __init__(self, settings: Settings, client: redis.Redis, presence: Presence) -> None:
-        self._settings = settings
-        self._keys = Keys(settings.key_prefix)
-        self._redis = client
+        super().__init__(settings, client, presence)
         self._store = ResponseStore(
             client, self._keys, lease_ms=int(settings.lease_ttl_s * 1000), ttl_s=settings.session_ttl_s
         )
-        self._presence = presence
-        self._lock = threading.Lock()
-        self._loaded: _Loaded | None = None
         self._stopping = threading.Event()
 
     # --- lifecycle ------------------------------------------------------------------------------
 
-    def warm_up(self) -> None:
-        loaded = self._load()
-        self._presence.update(
-            loaded=True, model=loaded.model_file.spec, sha256=loaded.model_file.sha256, path=str(loaded.model_file.path)
-        )
+    def _identity(self, models: _Loaded) -> dict[str, Any]:
+        resolved = models.model_file
+        return {"model": resolved.spec, "sha256": resolved.sha256, "path": str(resolved.path)}
 
     def shutdown(self) -> None:
         """Stop taking tokens; running responses are released for another worker to continue."""
         self._stopping.set()
-        if self._loaded is not None:
-            self._loaded.engine.stop()
+        if (loaded := self._models) is not None:
+            loaded.engine.stop()
 
-    def _load(self) -> _Loaded:
-        with self._lock:
-            if self._loaded is None:
-                s = self._settings
-                resolved = resolve_model(
-                    s.decoder_model,
-                    s.models_dir,
-                    allow_downloads=s.allow_downloads,
-                    expected_sha256=s.decoder_model_sha256,
-                )
-                t0 = time.monotonic()
-                model = LlamaModel(
-                    resolved.path,
-                    ContextConfig(
-                        n_ctx_per_seq=s.decoder_n_ctx,
-                        n_seq=s.decoder_concurrency,
-                        n_batch=s.decoder_n_batch,
-                        n_threads=s.decoder_threads,
-                        n_gpu_layers=s.decoder_n_gpu_layers,
-                    ),
-                )
-                template = ChatTemplate(
-                    model.meta("tokenizer.chat_template"),
-                    bos_token=model.special_token("bos"),
-                    eos_token=model.special_token("eos"),
-                )
-                self._loaded = _Loaded(resolved, model, template, Engine(model))
-                log.info(
-                    "loaded %s (sha256 %s) in %.1f s", resolved.path.name, resolved.sha256[:12], time.monotonic() - t0
-                )
-            return self._loaded
+    def _build(self) -> _Loaded:
+        s = self._settings
+        resolved = resolve_model(
+            s.decoder_model, s.models_dir, allow_downloads=s.allow_downloads, expected_sha256=s.decoder_model_sha256
+        )
+        config = ContextConfig(
+            n_ctx_per_seq=s.decoder_n_ctx,
+            n_seq=s.decoder_concurrency,
+            n_batch=s.decoder_n_batch,
+            n_threads=s.decoder_threads,
+            n_gpu_layers=s.decoder_n_gpu_layers,
+        )
+        model = LlamaModel(resolved.path, config)
+        template = ChatTemplate(
+            model.meta("tokenizer.chat_template"),
+            bos_token=model.special_token("bos"),
+            eos_token=model.special_token("eos"),
+        )
+        log.info("decoder model %s, sha256 %s", resolved.path.name, resolved.sha256[:12])
+        return _Loaded(resolved, model, template, Engine(model))
 
     # --- one task -------------------------------------------------------------------------------
 
@@ -166,8 +151,8 @@ class DecoderService:
         deadline = time.monotonic() + self._settings.transcript_wait_s
         next_renew = time.monotonic() + _RENEW_S
         while True:
-            items = load_items(self._redis, self._keys, request.session_id, request.item_ids)
-            if not any(item.pending_audio() for item in items) or time.monotonic() > deadline:
+            items = load_items(self._r, self._keys, request.session_id, request.item_ids)
+            if not any(item.pending_media() for item in items) or time.monotonic() > deadline:
                 return items
             if self._store.cancel_reason(rid) or self._stopping.is_set():
                 return items

@@ -10,6 +10,8 @@ from shared.celery_app import TASK_DECODE_GENERATE
 from shared.messages import GenerateRequest
 from workers.decoder.service import DecoderService
 
+SERVICE = DecoderService
+
 
 def register(app: Celery, service: DecoderService) -> None:
     @app.task(name=TASK_DECODE_GENERATE, ignore_result=True)

@@ -1,0 +1,38 @@
+"""The gateway's side of pictures: store one for a worker and send `image.describe`.
+
+A camera frame (a message holding just one picture) becomes the session's newest frame first, so
+a worker reaching an older frame knows it is stale.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import redis.asyncio as aioredis
+from celery import Celery
+
+from shared.celery_app import TASK_IMAGE_DESCRIBE
+from shared.keys import Keys
+from shared.messages import DescribeImageRequest, new_id
+
+
+class ImageBus:
+    def __init__(self, client: aioredis.Redis, keys: Keys, celery: Celery, *, ttl_s: int) -> None:
+        self._r = client
+        self._keys = keys
+        self._celery = celery
+        self._ttl_s = ttl_s
+
+    async def describe(self, session_id: str, item_id: str, index: int, data: bytes, *, frame: bool) -> None:
+        blob = self._keys.blob(new_id("blob"))
+        async with self._r.pipeline(transaction=False) as pipe:
+            pipe.set(blob, data, ex=self._ttl_s)
+            if frame:
+                pipe.set(self._keys.latest_frame(session_id), item_id, ex=self._ttl_s)
+            await pipe.execute()
+        request = DescribeImageRequest(
+            session_id=session_id, item_id=item_id, content_index=index, blob_key=blob, frame=frame
+        )
+        await asyncio.to_thread(
+            self._celery.send_task, TASK_IMAGE_DESCRIBE, kwargs={"request": request.model_dump(mode="json")}
+        )

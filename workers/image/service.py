@@ -1,0 +1,216 @@
+"""What an image worker process does with an `image.describe` task.
+
+Decode the picture safely, preprocess it the model's way, embed it in a micro-batch with whatever
+else arrived at the same moment, tag it zero-shot, and store the embedding (with dtype and shape)
+and a description the decoder reads. Camera frames (messages holding only a picture) may be
+dropped: a frame that a newer one of the same session overtook while it waited is stale, and a
+frame whose embedding is nearly that of the last kept frame adds nothing. Either way the client is
+told. Every step is idempotent: a redelivered task finds the description written and stops.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import redis
+import torch
+
+from shared.config import Settings
+from shared.errors import ModelError
+from shared.messages import (
+    DescribeImageRequest,
+    ImageDescribed,
+    ImageDropped,
+    ImageEmbedding,
+    ImageFailed,
+    ImageTag,
+    InputImage,
+    SessionEvent,
+)
+from shared.models import resolve_model
+from shared.sessions import SessionWriter
+from workers.base import ModelService
+from workers.image.batcher import MicroBatcher
+from workers.image.bundled import BUNDLED_SHA256, BUNDLED_WEIGHTS
+from workers.image.clip import ClipModel, Tag
+from workers.image.decode import BadImage, decode_image
+from workers.image.labels import load_groups
+from workers.presence import Presence
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class _Loaded:
+    clip: ClipModel
+    batcher: MicroBatcher
+    pretrained: str
+    sha256: str
+
+
+class ImageService(ModelService[_Loaded]):
+    what = "CLIP model"
+
+    def __init__(self, settings: Settings, client: redis.Redis, presence: Presence) -> None:
+        super().__init__(settings, client, presence)
+        self._writer = SessionWriter(
+            client, self._keys, ttl_s=settings.session_ttl_s, max_items=settings.max_conversation_items
+        )
+        self._reported = 0.0
+
+    def _identity(self, models: _Loaded) -> dict[str, Any]:
+        return {"model": f"{models.clip.name}/{models.pretrained}", "sha256": models.sha256}
+
+    def shutdown(self) -> None:
+        if (loaded := self._models) is not None:
+            loaded.batcher.stop()
+
+    def _build(self) -> _Loaded:
+        s = self._settings
+        torch.set_num_threads(s.image_threads)
+        with contextlib.suppress(RuntimeError):  # only possible before torch's first parallel op
+            torch.set_num_interop_threads(1)
+        pretrained, sha256 = self._pretrained()
+        clip = ClipModel(s.clip_model, pretrained, load_groups(s.image_labels_file))
+        batcher = MicroBatcher(clip.embed, max_batch=s.image_batch_size, max_wait_s=s.image_batch_wait_ms / 1000)
+        return _Loaded(clip, batcher, s.clip_pretrained, sha256)
+
+    def _pretrained(self) -> tuple[str | None, str]:
+        """The checkpoint to load, verified by sha256 where it is a file."""
+        s = self._settings
+        if s.clip_pretrained == "bundled":
+            resolved = resolve_model(str(BUNDLED_WEIGHTS), s.models_dir, expected_sha256=BUNDLED_SHA256)
+            return str(resolved.path), resolved.sha256
+        if s.clip_pretrained.startswith(("/", ".", "~")) or s.clip_pretrained.endswith((".safetensors", ".pt", ".bin")):
+            resolved = resolve_model(s.clip_pretrained, s.models_dir, expected_sha256=s.clip_pretrained_sha256)
+            return str(resolved.path), resolved.sha256
+        if not s.allow_downloads:
+            raise ModelError(
+                f"CLIP weights {s.clip_pretrained!r} come from the hub and downloads are off; "
+                "set MMSTREAM_ALLOW_DOWNLOADS=true or give a checkpoint path"
+            )
+        return s.clip_pretrained, "hub"
+
+    # --- image.describe ---------------------------------------------------------------------------
+
+    def describe(self, request: DescribeImageRequest) -> None:
+        sid, item_id = request.session_id, request.item_id
+        item = self._writer.get_item(sid, item_id)
+        part = item.content[request.content_index] if item and request.content_index < len(item.content) else None
+        if not isinstance(part, InputImage) or part.description is not None:
+            return  # deleted, or already described (a redelivered task)
+        if request.frame and (latest := self._text(self._r.get(self._keys.latest_frame(sid)))) != item_id:
+            self._drop(sid, item_id, "stale", latest)
+            return
+        loaded = self._load()
+        try:
+            picture = decode_image(self._blob(request.blob_key), max_pixels=self._settings.max_image_pixels)
+        except BadImage as exc:
+            self._writer.set_description(sid, item_id, request.content_index, "")
+            self._emit(
+                sid,
+                ImageFailed(
+                    item_id=item_id,
+                    content_index=request.content_index,
+                    code="invalid_image",
+                    message=f"The picture could not be read: {exc}.",
+                ),
+            )
+            return
+        embedding = loaded.batcher.submit(loaded.clip.pixels(picture)).result(timeout=60)
+        self._report_batches(loaded.batcher)
+        if request.frame and (kept := self._duplicate_of(sid, embedding)) is not None:
+            self._drop(sid, item_id, "duplicate", kept)
+            return
+        self._store_embedding(sid, item_id, request.content_index, embedding, loaded.clip.name)
+        if request.frame:
+            self._r.set(
+                self._keys.last_frame(sid),
+                f"{item_id}|".encode() + embedding.numpy().tobytes(),
+                ex=self._settings.session_ttl_s,
+            )
+        tags = loaded.clip.tags(embedding)
+        description = describe(tags)
+        self._writer.set_description(sid, item_id, request.content_index, description)
+        self._emit(
+            sid,
+            ImageDescribed(
+                item_id=item_id,
+                content_index=request.content_index,
+                description=description,
+                tags=[ImageTag(group=t.group, label=t.label, score=t.score) for t in tags],
+            ),
+        )
+        self._r.delete(request.blob_key)
+
+    def _report_batches(self, batcher: MicroBatcher) -> None:
+        """Batch sizes so far, in this worker's presence record (published at most once a second)."""
+        self._presence.note(batch_sizes={str(k): v for k, v in sorted(batcher.batch_sizes.items())})
+        now = time.monotonic()
+        if now - self._reported >= 1.0:
+            self._reported = now
+            self._presence.update()
+
+    def _duplicate_of(self, sid: str, embedding: torch.Tensor) -> str | None:
+        raw: Any = self._r.get(self._keys.last_frame(sid))
+        if not raw:
+            return None
+        kept_id, _, data = raw.partition(b"|")
+        previous = torch.from_numpy(np.frombuffer(data, dtype=np.float32).copy())
+        if len(previous) != len(embedding):
+            return None
+        cosine = float(previous @ embedding)
+        return kept_id.decode() if cosine >= self._settings.frame_duplicate_cosine else None
+
+    def _drop(self, sid: str, item_id: str, reason: Literal["stale", "duplicate"], kept: str | None) -> None:
+        self._writer.delete_item(sid, item_id)
+        self._emit(sid, ImageDropped(item_id=item_id, reason=reason, kept_item_id=kept))
+
+    def _store_embedding(self, sid: str, item_id: str, index: int, embedding: torch.Tensor, model: str) -> None:
+        key = self._keys.item_image_embedding(sid, item_id, index)
+        header = ImageEmbedding(model=model, shape=[int(embedding.shape[0])])
+        self._r.hset(key, mapping={"header": header.model_dump_json(), "data": embedding.numpy().tobytes()})
+        self._r.expire(key, self._settings.session_ttl_s)
+
+    def _blob(self, key: str) -> bytes:
+        data: Any = self._r.get(key)
+        if data is None:
+            raise BadImage("the picture expired before a worker got to it")
+        return bytes(data)
+
+    def _emit(self, sid: str, event: SessionEvent) -> None:
+        events = self._keys.session_events(sid)
+        self._r.xadd(events, {"m": event.model_dump_json()}, maxlen=2000, approximate=True)
+        self._r.expire(events, self._settings.session_ttl_s)
+
+    @staticmethod
+    def _text(value: Any) -> str | None:
+        return value.decode() if isinstance(value, bytes) else value
+
+
+_ORDER = ("count", "size", "colour", "shape", "position", "background")
+
+
+def describe(tags: list[Tag]) -> str:
+    """A sentence for the language model from the best label of each group, and the scores."""
+    best = {t.group: t.label for t in tags}
+    if {"shape", "colour"} <= best.keys():
+        count = best.get("count", "one")
+        noun = best["shape"] + ("s" if count != "one" else "")
+        words = [count if count != "one" else "a", best.get("size", ""), best["colour"], noun]
+        sentence = " ".join(w for w in words if w)
+        if "background" in best:
+            sentence += f" on a {best['background']} background"
+    else:
+        sentence = ", ".join(f"{t.group}: {t.label}" for t in tags)
+    scores = "; ".join(f"{t.group} {t.label} {t.score:.2f}" for t in sorted(tags, key=lambda t: _rank(t.group)))
+    return f"{sentence} (image tags: {scores})"
+
+
+def _rank(group: str) -> int:
+    return _ORDER.index(group) if group in _ORDER else len(_ORDER)
