@@ -49,7 +49,14 @@ _SET_PART_FIELD = """
 local raw = redis.call('HGET', KEYS[1], ARGV[1])
 if not raw then return 0 end
 local item = cjson.decode(raw)
-local part = item['content'][tonumber(ARGV[2]) + 1]
+local part = nil
+if ARGV[2] == '-1' then  -- the item's first part of that type, wherever it is
+  for _, p in ipairs(item['content']) do
+    if p['type'] == ARGV[3] then part = p; break end
+  end
+else
+  part = item['content'][tonumber(ARGV[2]) + 1]
+end
 if not part or part['type'] ~= ARGV[3] then return 0 end
 part[ARGV[4]] = ARGV[5]
 redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(item))
@@ -153,7 +160,8 @@ class SessionWriter:
             raise
         return (prev.decode() if isinstance(prev, bytes) else str(prev)) or None
 
-    def set_transcript(self, session_id: str, item_id: str, transcript: str, content_index: int = 0) -> bool:
+    def set_transcript(self, session_id: str, item_id: str, transcript: str, content_index: int = -1) -> bool:
+        """Fill in the transcript of the item's speech (a message holds at most one audio part)."""
         keys = [self._keys.session_items(session_id)]
         return bool(self._set_field(keys=keys, args=[item_id, content_index, "input_audio", "transcript", transcript]))
 

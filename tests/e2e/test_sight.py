@@ -29,7 +29,7 @@ async def test_picture_questions_are_answered(stack: Stack, shape: str, colour: 
     reply = "".join(e["delta"] for e in events if e["type"] == "response.output_text.delta").lower()
     assert shape in reply and colour in reply, reply
     done = next(e for e in events if e["type"] == "conversation.item.done" and e["item"]["role"] == "user")
-    assert f"{colour} {shape}" in done["item"]["content"][0]["description"]
+    assert f"colour: {colour}, shape: {shape}" in done["item"]["content"][0]["description"]
 
 
 @pytest.mark.parametrize("fmt", ["PNG", "JPEG", "WEBP", "GIF"])
@@ -37,7 +37,7 @@ async def test_formats(stack: Stack, fmt: str):
     async with realtime(stack.ws) as rt:
         await rt.send(image_message(data_url(picture("circle", "red"), fmt)))
         done = (await rt.until("conversation.item.done"))[-1]
-    assert "red circle" in done["item"]["content"][0]["description"]
+    assert "colour: red, shape: circle" in done["item"]["content"][0]["description"]
 
 
 async def test_embedding_is_stored_with_its_shape(stack: Stack):

@@ -30,8 +30,8 @@ async def test_two_sessions_at_once_are_batched_and_kept_apart(fresh_redis_url, 
             await _send_pictures(red, "red", 1)
         client = stack.redis()
         workers = [json.loads(v) for v in client.mget(client.keys("mmtest:worker:image:*"))]
-    assert all("red circle" in item["content"][0]["description"] for item in reds)
-    assert all("blue circle" in item["content"][0]["description"] for item in blues)
+    assert all("colour: red, shape: circle" in item["content"][0]["description"] for item in reds)
+    assert all("colour: blue, shape: circle" in item["content"][0]["description"] for item in blues)
     assert {item["id"] for item in reds} == red_ids and {item["id"] for item in blues} == blue_ids
     sizes = {int(k): v for w in workers for k, v in w.get("batch_sizes", {}).items()}
     assert sum(k * v for k, v in sizes.items()) == 17

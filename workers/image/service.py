@@ -193,23 +193,17 @@ class ImageService(ModelService[_Loaded]):
         return value.decode() if isinstance(value, bytes) else value
 
 
-_ORDER = ("count", "size", "colour", "shape", "position", "background")
+# Groups in the order the description names them; the most asked-about first.
+_ORDER = ("colour", "shape", "count", "size", "position", "background")
 
 
 def describe(tags: list[Tag]) -> str:
-    """A sentence for the language model from the best label of each group, and the scores."""
-    best = {t.group: t.label for t in tags}
-    if {"shape", "colour"} <= best.keys():
-        count = best.get("count", "one")
-        noun = best["shape"] + ("s" if count != "one" else "")
-        words = [count if count != "one" else "a", best.get("size", ""), best["colour"], noun]
-        sentence = " ".join(w for w in words if w)
-        if "background" in best:
-            sentence += f" on a {best['background']} background"
-    else:
-        sentence = ", ".join(f"{t.group}: {t.label}" for t in tags)
-    scores = "; ".join(f"{t.group} {t.label} {t.score:.2f}" for t in sorted(tags, key=lambda t: _rank(t.group)))
-    return f"{sentence} (image tags: {scores})"
+    """What the language model reads: the best label of each group, as `group: label` pairs.
+
+    Measured with the default 0.5B model: asked "what colour ...", it picks the right word from
+    "colour: red, shape: circle" every time, but often names the shape from "a red circle".
+    """
+    return ", ".join(f"{t.group}: {t.label}" for t in sorted(tags, key=lambda t: _rank(t.group)))
 
 
 def _rank(group: str) -> int:
