@@ -5,6 +5,12 @@ batch: a chunk of prompt for sequences still reading theirs, one token for each 
 generating. New jobs join between steps, finished ones leave, and each job samples with its own
 settings in its own slice of the KV cache. A slot keeps its cache after a job ends, so the next
 turn of the same conversation only evaluates what is new.
+
+A prompt may hold soft tokens: negative ids standing for vectors in `Job.vectors` (projected
+picture or speech embeddings). llama.cpp takes either ids or vectors in one batch, so a sequence
+reads a run of one kind per step, and vectors are evaluated in their own decode call. A soft
+token's id is derived from its vector, so the prefix cache treats the same picture as the same
+input on the next turn.
 """
 
 from __future__ import annotations
@@ -15,6 +21,9 @@ import threading
 import time
 from dataclasses import dataclass, field
 from typing import Literal
+
+import numpy as np
+import numpy.typing as npt
 
 from workers.decoder.llama import DecodeError, LlamaModel, Sampler, TextStream
 
@@ -53,6 +62,7 @@ class Job:
     seed: int
     deadline: float  # time.monotonic() value
     resume: list[int] = field(default_factory=list)
+    vectors: dict[int, npt.NDArray[np.float32]] = field(default_factory=dict)  # soft token id -> vector
     cancelled: threading.Event = field(default_factory=threading.Event)
     cancel_reason: str = "client_cancelled"
     events: queue.SimpleQueue[EngineEvent] = field(default_factory=queue.SimpleQueue)
@@ -158,35 +168,55 @@ class Engine:
                 self._finish(slot, self._done(slot, "failed", "time_limit", error="time limit reached"))
 
     def _step(self, active: list[_Slot]) -> None:
-        """Evaluate one batch across sequences, then sample for each that finished its input."""
+        """Evaluate one step across sequences, then sample for each that finished its input.
+
+        Token ids go in one batch; soft tokens (vectors) in a second decode call made first. Each
+        sequence contributes one run of a single kind, so its inputs stay in order.
+        """
         generating = [s for s in active if len(s.pending) == 1]
         prompting = [s for s in active if len(s.pending) > 1]
         budget = self._model.n_batch - len(generating)
-        entries: list[tuple[int, int, int, bool]] = []
-        sampled: list[tuple[_Slot, int]] = []
+        tokens: list[tuple[int, int, int, bool]] = []
+        vectors: list[tuple[int, int, bool]] = []
+        rows: list[npt.NDArray[np.float32]] = []
+        sampled_tokens: list[tuple[_Slot, int]] = []
+        sampled_vectors: list[tuple[_Slot, int]] = []
         for slot in generating + prompting:
             if budget <= 0 and slot in prompting:
                 break
-            take = slot.pending if len(slot.pending) == 1 else slot.pending[: max(budget, 1)]
+            take = _run(slot.pending, max(budget, 1) if len(slot.pending) > 1 else 1)
             if len(slot.pending) > 1:
                 budget -= len(take)
             pos = len(slot.cached)
             completes = len(take) == len(slot.pending)
+            soft = take[0] < 0
+            assert slot.job is not None
             for i, token in enumerate(take):
                 last = completes and i == len(take) - 1
-                entries.append((token, pos + i, slot.seq, last))
+                if soft:
+                    vectors.append((pos + i, slot.seq, last))
+                    rows.append(slot.job.vectors[token])
+                else:
+                    tokens.append((token, pos + i, slot.seq, last))
             if completes:
-                sampled.append((slot, len(entries) - 1))
+                target = sampled_vectors if soft else sampled_tokens
+                target.append((slot, len(vectors if soft else tokens) - 1))
             slot.cached.extend(take)
             slot.pending = slot.pending[len(take) :]
-        if not entries:
-            return
         try:
-            self._model.decode(entries)
+            # Vectors first: sampling reads the logits of the latest decode call.
+            if vectors:
+                self._model.decode_vectors(np.stack(rows), vectors)
+                self._sample(sampled_vectors)
+            if tokens:
+                self._model.decode(tokens)
+                self._sample(sampled_tokens)
         except DecodeError:
             for slot in active:
-                self._finish(slot, self._done(slot, "failed", error="no room in the KV cache"), drop_cache=True)
-            return
+                if slot.job is not None:
+                    self._finish(slot, self._done(slot, "failed", error="no room in the KV cache"), drop_cache=True)
+
+    def _sample(self, sampled: list[tuple[_Slot, int]]) -> None:
         for slot, index in sampled:
             assert slot.sampler is not None
             self._after_sample(slot, slot.sampler.sample(index))
@@ -235,6 +265,15 @@ class Engine:
             slot.sampler = None
         slot.job = None
         job.events.put(done)
+
+
+def _run(pending: list[int], limit: int) -> list[int]:
+    """The next inputs of one kind (ids, or soft tokens), at most `limit` of them."""
+    soft = pending[0] < 0
+    n = 1
+    while n < min(limit, len(pending)) and (pending[n] < 0) == soft:
+        n += 1
+    return pending[:n]
 
 
 def _common_prefix(a: list[int], b: list[int]) -> int:

@@ -10,11 +10,14 @@ import codecs
 import ctypes
 import functools
 import logging
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import llama_cpp as C
+import numpy as np
+import numpy.typing as npt
 
 log = logging.getLogger("llama.cpp")
 
@@ -75,6 +78,11 @@ class LlamaModel:
         self.n_embd = C.llama_model_n_embd(self._model)
         self.n_vocab = C.llama_vocab_n_tokens(self._vocab)
         self._batch = C.llama_batch_init(config.n_batch, 0, 1)
+        self._vector_batch = C.llama_batch_init(config.n_batch, self.n_embd, 1)
+        self.architecture = self.meta("general.architecture") or ""
+        # Gemma models multiply their token embeddings by sqrt(width) inside the graph, but not
+        # vectors fed through `embd`: scale those here so that both reach the model alike.
+        self.input_scale = math.sqrt(self.n_embd) if self.architecture.startswith("gemma") else 1.0
 
     # --- metadata and text ----------------------------------------------------------------------
 
@@ -132,12 +140,36 @@ class LlamaModel:
         if rc != 0:
             raise DecodeError(rc)
 
+    def decode_vectors(self, vectors: npt.NDArray[np.float32], entries: Sequence[tuple[int, int, bool]]) -> None:
+        """Evaluate input vectors (rows of `vectors`, in token-embedding units) at (position, sequence,
+        wants_logits) entries in one llama_decode call: soft tokens in place of token ids."""
+        rows = np.ascontiguousarray(vectors, dtype=np.float32) * np.float32(self.input_scale)
+        if rows.shape != (len(entries), self.n_embd):
+            raise ValueError(f"expected {len(entries)} vectors of width {self.n_embd}, got {rows.shape}")
+        batch = self._vector_batch
+        batch.n_tokens = len(entries)
+        ctypes.memmove(batch.embd, rows.ctypes.data, rows.nbytes)
+        for i, (pos, seq, logits) in enumerate(entries):
+            batch.pos[i] = pos
+            batch.n_seq_id[i] = 1
+            batch.seq_id[i][0] = seq
+            batch.logits[i] = logits
+        rc = C.llama_decode(self._ctx, batch)
+        if rc != 0:
+            raise DecodeError(rc)
+
+    def logits(self, batch_index: int) -> npt.NDArray[np.float32]:
+        """A copy of the logits at `batch_index` of the last decode call."""
+        ptr = C.llama_get_logits_ith(self._ctx, batch_index)
+        return np.ctypeslib.as_array(ptr, shape=(self.n_vocab,)).copy()
+
     def new_sampler(self, temperature: float, top_p: float, seed: int) -> Sampler:
         return Sampler(self._ctx, temperature, top_p, seed)
 
     def close(self) -> None:
         if self._ctx:
             C.llama_batch_free(self._batch)
+            C.llama_batch_free(self._vector_batch)
             C.llama_free(self._ctx)
             C.llama_model_free(self._model)
             self._ctx = None

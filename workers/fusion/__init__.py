@@ -1,0 +1,1 @@
+"""Fusion: projectors that turn encoder embeddings into soft tokens for the language model."""
