@@ -40,6 +40,21 @@ def _parser() -> argparse.ArgumentParser:
     clip.add_argument("--steps", type=int, default=3000)
     clip.add_argument("--threads", type=int, default=2)
     clip.add_argument("--out", type=Path, help="checkpoint path (default: the bundled one)")
+    proj = train_sub.add_parser("projector", help="a projector from an encoder to the language model's inputs")
+    proj.add_argument("--modality", choices=["image"], default="image")
+    proj.add_argument("--seed", type=int, default=0)
+    proj.add_argument("--epochs", type=int, default=40)
+    proj.add_argument("--train-images", type=int, default=8000)
+    proj.add_argument("--threads", type=int, default=2)
+    proj.add_argument("--out", type=Path, help="projector path (default: the bundled one)")
+
+    ev = sub.add_parser("eval", help="answer the held-out multimodal question set through the service, per mode")
+    ev.add_argument("--url", help="gateway websocket URL (default: ws://HOST:PORT/v1/realtime)")
+    ev.add_argument("--seed", type=int, default=1)
+    ev.add_argument("--per-group", type=int, default=24, help="questions per group (colour, shape, ...)")
+    ev.add_argument("--no-speech", action="store_true", help="leave out the spoken questions")
+    ev.add_argument("--out", type=Path, default=Path("eval-results.json"))
+
     models = sub.add_parser("models", help="list the configured models, resolving them (sha256-checked)")
     models.add_argument("--json", action="store_true", help="print JSON")
     return p
@@ -79,13 +94,35 @@ def _chat(settings: Settings, args: argparse.Namespace) -> int:
     return chat(settings, url=args.url, instructions=args.instructions, temperature=args.temperature, once=args.once)
 
 
-def _train(_settings: Settings, args: argparse.Namespace) -> int:
+def _train(settings: Settings, args: argparse.Namespace) -> int:
+    if args.what == "projector":
+        return _train_projector(settings, args)
     from workers.image.train import TrainConfig, train_clip
 
     config = TrainConfig(seed=args.seed, steps=args.steps, threads=args.threads)
     report = train_clip(config, **({"out": args.out} if args.out else {}))
     print(f"held-out zero-shot accuracy: {report.held_out_accuracy}  (seen pairs: {report.seen_accuracy})")
     return 0
+
+
+def _train_projector(settings: Settings, args: argparse.Namespace) -> int:
+    from workers.fusion.train import ProjectorTrainConfig, train_image_projector
+
+    config = ProjectorTrainConfig(
+        seed=args.seed, epochs=args.epochs, train_images=args.train_images, threads=args.threads
+    )
+    report = train_image_projector(config, settings, **({"out": args.out} if args.out else {}))
+    print(f"held-out word accuracy per soft token: {report.held_out_word_accuracy}")
+    print(f"held-out nearest-token accuracy over the whole vocabulary: {report.held_out_vocab_top1}")
+    print(f"{report.seconds} s on {report.device}; sha256 {report.sha256}")
+    return 0
+
+
+def _eval(settings: Settings, args: argparse.Namespace) -> int:
+    from cli.evaluate import evaluate
+
+    url = args.url or f"ws://{settings.host}:{settings.port}/v1/realtime"
+    return evaluate(url, seed=args.seed, per_group=args.per_group, out=args.out, speech=not args.no_speech)
 
 
 def _models(settings: Settings, args: argparse.Namespace) -> int:
@@ -100,6 +137,7 @@ _COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
     "worker": _worker,
     "chat": _chat,
     "train": _train,
+    "eval": _eval,
     "models": _models,
 }
 

@@ -12,6 +12,8 @@ from typing import Literal
 from pydantic import Field, computed_field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from shared.messages import FusionMode
+
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 WorkerKind = Literal["decode", "audio", "image"]
 WORKER_KINDS: tuple[WorkerKind, ...] = ("decode", "audio", "image")
@@ -117,6 +119,18 @@ class Settings(BaseSettings):
     )
     allow_remote_media: bool = Field(False, description="Fetch http(s) image URLs (public addresses only).")
     remote_media_timeout_s: float = Field(5.0, gt=0)
+
+    # --- Fusion ------------------------------------------------------------------------------
+    fusion_mode: FusionMode = Field(
+        "both",
+        description="How pictures reach the language model: 'text' (tags), 'embed' (projected soft tokens) "
+        "or 'both'. Sessions may change it with session.update {fusion}.",
+    )
+    image_projector: str = Field(
+        "bundled",
+        description="Image projector: 'bundled' (ours, for the default CLIP and LLM), a .safetensors path, or 'none'.",
+    )
+    image_projector_sha256: str | None = Field(None, description="Expected sha256 of a projector given by path.")
 
     # --- Models ------------------------------------------------------------------------------
     models_dir: Path = Field(Path.home() / ".cache" / "mmstream" / "models")

@@ -91,7 +91,7 @@ class MessageItem(_Wire):
 
     def text(self) -> str:
         """The message as text: typed text, transcripts of its speech, descriptions of its pictures."""
-        return "".join(_part_text(p) for p in self.content)
+        return "".join(part_text(p) for p in self.content)
 
     def pending_media(self) -> bool:
         """True while some speech has no transcript or some picture no description yet."""
@@ -105,7 +105,7 @@ class MessageItem(_Wire):
         return bool(self.content) and all(isinstance(p, InputImage) for p in self.content)
 
 
-def _part_text(part: InputText | OutputText | InputAudio | InputImage) -> str:
+def part_text(part: InputText | OutputText | InputAudio | InputImage) -> str:
     if isinstance(part, InputAudio):
         return part.transcript or ""
     if isinstance(part, InputImage):
@@ -118,6 +118,9 @@ def _part_text(part: InputText | OutputText | InputAudio | InputImage) -> str:
 # ---------------------------------------------------------------------------------------------
 
 MaxTokens = int | Literal["inf"]
+# How pictures and speech reach the language model: as text (tags, transcripts), as soft tokens
+# (projected embeddings), or both. An mmstream extension of the session object.
+FusionMode = Literal["text", "embed", "both"]
 
 
 class PcmFormat(_Wire):
@@ -186,6 +189,7 @@ class SessionPatch(_Wire):
     input_audio_format: Literal["pcm16", "g711_ulaw", "g711_alaw"] | None = None
     turn_detection: ServerVad | None = None
     input_audio_transcription: InputTranscription | None = None
+    fusion: FusionMode | None = None
 
     def audio_input_changes(self) -> dict[str, Any]:
         """The `audio.input` fields this patch sets, beta names folded in."""
@@ -213,9 +217,10 @@ class Session(_Out):
     max_output_tokens: MaxTokens = "inf"
     temperature: float
     audio: SessionAudio = Field(default_factory=SessionAudio)
+    fusion: FusionMode = "text"
 
     def merged(self, patch: SessionPatch) -> Session:
-        keep = {"instructions", "output_modalities", "max_output_tokens", "temperature"}
+        keep = {"instructions", "output_modalities", "max_output_tokens", "temperature", "fusion"}
         update: dict[str, Any] = {k: v for k, v in patch.model_dump(include=keep).items() if v is not None}
         if changes := patch.audio_input_changes():
             update["audio"] = SessionAudio(input=self.audio.input.model_copy(update=changes))
@@ -606,6 +611,7 @@ class GenerateRequest(_Out):
     top_p: float = Field(gt=0.0, le=1.0)
     max_output_tokens: int = Field(ge=1)
     seed: int | None = None
+    fusion: FusionMode = "text"
 
 
 class TokenDelta(_Out):

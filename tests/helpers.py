@@ -203,6 +203,10 @@ class Realtime:
     async def ask(self, text: str, **response: Any) -> tuple[str, dict[str, Any]]:
         """Add a user message, create a response, return its text and the response.done event."""
         await self.send(user_message(text))
+        return await self.ask_response(**response)
+
+    async def ask_response(self, **response: Any) -> tuple[str, dict[str, Any]]:
+        """Create a response to the conversation so far; its text and the response.done event."""
         await self.send({"type": "response.create", "response": response} if response else {"type": "response.create"})
         events = await self.until("response.done")
         text_out = "".join(e["delta"] for e in events if e["type"] == "response.output_text.delta")

@@ -3,27 +3,13 @@
 from __future__ import annotations
 
 import base64
-import functools
-import subprocess
-import tempfile
 import wave
-from pathlib import Path
 
 import numpy as np
 
-from shared.pcm import StreamResampler
+from cli.speech import speak
 
-
-@functools.cache
-def speak(text: str, rate: int = 24000, voice: str = "en-us", wpm: int = 150) -> bytes:
-    """PCM16 mono at `rate` of `text` spoken by espeak-ng."""
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "speech.wav"
-        subprocess.run(["espeak-ng", "-v", voice, "-s", str(wpm), "-w", str(path), text], check=True)
-        with wave.open(str(path)) as w:
-            src_rate = w.getframerate()
-            samples = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2")
-    return StreamResampler(src_rate, rate).process(samples).tobytes()
+__all__ = ["chunks_b64", "encode", "silence", "speak", "wav_bytes"]
 
 
 def silence(seconds: float, rate: int = 24000) -> bytes:

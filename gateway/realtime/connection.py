@@ -93,6 +93,7 @@ class RealtimeConnection:
             model=s.served_model_name,
             instructions=s.default_instructions,
             temperature=s.default_temperature,
+            fusion=s.fusion_mode,
         )
         self._audio = AudioInputBuffer(
             services.audio, self.session.id, self.session.audio.input.format, max_seconds=s.max_audio_buffer_s
@@ -270,6 +271,7 @@ class RealtimeConnection:
             instructions=instructions,
             temperature=params.temperature if params.temperature is not None else self.session.temperature,
             top_p=s.default_top_p,
+            fusion=self.session.fusion,
             max_output_tokens=s.max_output_tokens_cap
             if max_tokens == "inf"
             else min(max_tokens, s.max_output_tokens_cap),

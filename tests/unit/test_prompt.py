@@ -1,5 +1,7 @@
-from shared.messages import InputText, MessageItem, OutputText
-from workers.decoder.prompt import ChatTemplate, build_prompt, to_messages
+import numpy as np
+
+from shared.messages import InputImage, InputText, MessageItem, OutputText
+from workers.decoder.prompt import ChatTemplate, SoftBlock, build_prompt, to_messages
 
 
 def _item(role: str, text: str) -> MessageItem:
@@ -31,3 +33,75 @@ def test_empty_conversation_still_renders():
     template = ChatTemplate(None, bos_token="", eos_token="")
     prompt = build_prompt(template, _words, [], "sys", max_tokens=100)
     assert prompt is not None and prompt.tokens
+
+
+def _picture_item() -> MessageItem:
+    return MessageItem(
+        id="item_1",
+        role="user",
+        content=[
+            InputImage(type="input_image", description="a red circle"),
+            InputText(type="input_text", text="what is it"),
+        ],
+    )
+
+
+def _chars(text: str) -> list[int]:
+    return [ord(c) for c in text]
+
+
+def test_embed_mode_puts_soft_tokens_in_the_pictures_place():
+    template = ChatTemplate(None, bos_token="", eos_token="")
+    vectors = np.arange(6, dtype=np.float32).reshape(2, 3)
+    prompt = build_prompt(
+        template, _chars, [_picture_item()], "", max_tokens=1000, mode="embed", soft={("item_1", 0): SoftBlock(vectors)}
+    )
+    assert prompt is not None
+    soft = [t for t in prompt.tokens if t < 0]
+    assert len(soft) == 2 and [prompt.vectors[t].tolist() for t in soft] == vectors.tolist()
+    first = prompt.tokens.index(soft[0])
+    assert "".join(map(chr, prompt.tokens[:first])).endswith("user\n[Picture: ")
+    assert "".join(map(chr, prompt.tokens[first + 2 :])).startswith("]\nwhat is it")
+    assert "red circle" not in "".join(chr(t) for t in prompt.tokens if t >= 0)
+
+
+def test_both_mode_adds_the_description_and_text_mode_ignores_vectors():
+    template = ChatTemplate(None, bos_token="", eos_token="")
+    soft = {("item_1", 0): SoftBlock(np.ones((2, 3), dtype=np.float32))}
+    both = build_prompt(template, _chars, [_picture_item()], "", max_tokens=1000, mode="both", soft=soft)
+    text = build_prompt(template, _chars, [_picture_item()], "", max_tokens=1000, mode="text", soft=soft)
+    assert both is not None and text is not None
+    assert sum(t < 0 for t in both.tokens) == 2 and "red circle" in "".join(chr(t) for t in both.tokens if t >= 0)
+    assert all(t >= 0 for t in text.tokens) and "[Picture: a red circle]" in "".join(map(chr, text.tokens))
+
+
+def test_a_picture_without_vectors_falls_back_to_its_description():
+    template = ChatTemplate(None, bos_token="", eos_token="")
+    prompt = build_prompt(template, _chars, [_picture_item()], "", max_tokens=1000, mode="embed", soft={})
+    assert prompt is not None and all(t >= 0 for t in prompt.tokens)
+    assert "[Picture: a red circle]" in "".join(map(chr, prompt.tokens))
+
+
+def test_named_soft_tokens_are_each_introduced_by_their_name():
+    template = ChatTemplate(None, bos_token="", eos_token="")
+    block = SoftBlock(np.eye(2, 3, dtype=np.float32), names=("colour", "shape"))
+    prompt = build_prompt(
+        template, _chars, [_picture_item()], "", max_tokens=1000, mode="embed", soft={("item_1", 0): block}
+    )
+    assert prompt is not None
+    shown = "".join(chr(t) if t >= 0 else "#" for t in prompt.tokens)
+    assert "[Picture: colour: #, shape: #]\nwhat is it" in shown
+
+
+def test_both_mode_adds_the_tags_no_soft_token_stands_for():
+    template = ChatTemplate(None, bos_token="", eos_token="")
+    item = MessageItem(
+        id="item_1",
+        role="user",
+        content=[InputImage(type="input_image", description="colour: red, shape: circle, background: white")],
+    )
+    block = SoftBlock(np.eye(2, 3, dtype=np.float32), names=("colour", "shape"))
+    prompt = build_prompt(template, _chars, [item], "", max_tokens=1000, mode="both", soft={("item_1", 0): block})
+    assert prompt is not None
+    shown = "".join(chr(t) if t >= 0 else "#" for t in prompt.tokens)
+    assert "[Picture: colour: #, shape: #, background: white]" in shown

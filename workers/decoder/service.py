@@ -25,7 +25,9 @@ from shared.sessions import load_items
 from workers.base import ModelService
 from workers.decoder.engine import Done, Engine, Job, Token
 from workers.decoder.llama import ContextConfig, LlamaModel
-from workers.decoder.prompt import ChatTemplate, build_prompt
+from workers.decoder.prompt import ChatTemplate, SoftInputs, build_prompt
+from workers.fusion.inputs import image_soft_inputs, load_image_projector
+from workers.fusion.projector import Projector
 from workers.presence import Presence
 
 log = logging.getLogger(__name__)
@@ -43,6 +45,7 @@ class _Loaded:
     model: LlamaModel
     template: ChatTemplate
     engine: Engine
+    image_projector: Projector | None
 
 
 class DecoderService(ModelService[_Loaded]):
@@ -59,7 +62,13 @@ class DecoderService(ModelService[_Loaded]):
 
     def _identity(self, models: _Loaded) -> dict[str, Any]:
         resolved = models.model_file
-        return {"model": resolved.spec, "sha256": resolved.sha256, "path": str(resolved.path)}
+        projector = models.image_projector
+        return {
+            "model": resolved.spec,
+            "sha256": resolved.sha256,
+            "path": str(resolved.path),
+            "image_projector": None if projector is None else f"{projector.meta.encoder} -> k={projector.meta.k}",
+        }
 
     def shutdown(self) -> None:
         """Stop taking tokens; running responses are released for another worker to continue."""
@@ -86,7 +95,8 @@ class DecoderService(ModelService[_Loaded]):
             eos_token=model.special_token("eos"),
         )
         log.info("decoder model %s, sha256 %s", resolved.path.name, resolved.sha256[:12])
-        return _Loaded(resolved, model, template, Engine(model))
+        projector = load_image_projector(s, llm_sha256=resolved.sha256, llm_dim=model.n_embd)
+        return _Loaded(resolved, model, template, Engine(model), projector)
 
     # --- one task -------------------------------------------------------------------------------
 
@@ -120,7 +130,18 @@ class DecoderService(ModelService[_Loaded]):
         if reason := self._store.cancel_reason(rid):
             return ResponseFinal(status="cancelled", reason=reason)
         budget = loaded.model.n_ctx_per_seq - min(request.max_output_tokens, _MIN_REPLY_TOKENS)
-        prompt = build_prompt(loaded.template, loaded.model.tokenize, items, request.instructions, budget)
+        soft: SoftInputs = {}
+        if request.fusion != "text" and loaded.image_projector is not None:
+            soft = image_soft_inputs(self._r, self._keys, request.session_id, items, loaded.image_projector)
+        prompt = build_prompt(
+            loaded.template,
+            loaded.model.tokenize,
+            items,
+            request.instructions,
+            budget,
+            mode=request.fusion,
+            soft=soft,
+        )
         if prompt is None:
             return ResponseFinal(status="incomplete", reason="context_length_exceeded")
         resume, _ = self._store.generated_so_far(rid)
@@ -132,6 +153,7 @@ class DecoderService(ModelService[_Loaded]):
         job = Job(
             prompt=prompt.tokens,
             resume=resume,
+            vectors=prompt.vectors,
             max_new_tokens=remaining,
             temperature=request.temperature,
             top_p=request.top_p,

@@ -1,0 +1,16 @@
+"""`mmstream train projector` with the real CLIP and LLM files: reproducible from its seed, loadable."""
+
+from shared.config import Settings
+from workers.fusion.projector import Projector
+from workers.fusion.train import SLOTS, ProjectorTrainConfig, train_image_projector
+
+
+def test_a_short_training_is_reproducible_and_fits_the_decoder(tmp_path):
+    config = ProjectorTrainConfig(seed=3, train_images=384, eval_images=64, epochs=3, threads=1)
+    first = train_image_projector(config, Settings(), out=tmp_path / "a.safetensors", log=False)
+    second = train_image_projector(config, Settings(), out=tmp_path / "b.safetensors", log=False)
+    assert first.sha256 == second.sha256
+    assert set(first.held_out_word_accuracy) == set(SLOTS)
+    meta = Projector.load(tmp_path / "a.safetensors").meta
+    assert (meta.modality, meta.encoder, meta.k, meta.slots) == ("image", "mmstream-clip-tiny", 5, " ".join(SLOTS))
+    assert meta.llm_sha256 == "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"
