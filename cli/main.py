@@ -41,10 +41,10 @@ def _parser() -> argparse.ArgumentParser:
     clip.add_argument("--threads", type=int, default=2)
     clip.add_argument("--out", type=Path, help="checkpoint path (default: the bundled one)")
     proj = train_sub.add_parser("projector", help="a projector from an encoder to the language model's inputs")
-    proj.add_argument("--modality", choices=["image"], default="image")
+    proj.add_argument("--modality", choices=["image", "audio"], default="image")
     proj.add_argument("--seed", type=int, default=0)
     proj.add_argument("--epochs", type=int, default=40)
-    proj.add_argument("--train-images", type=int, default=8000)
+    proj.add_argument("--train-images", type=int, default=8000, help="pictures (image)")
     proj.add_argument("--threads", type=int, default=2)
     proj.add_argument("--out", type=Path, help="projector path (default: the bundled one)")
 
@@ -106,12 +106,20 @@ def _train(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _train_projector(settings: Settings, args: argparse.Namespace) -> int:
+    out = {"out": args.out} if args.out else {}
+    if args.modality == "audio":
+        from workers.fusion.train_speech import SpeechTrainConfig, train_speech_projector
+
+        speech = train_speech_projector(SpeechTrainConfig(seed=args.seed, threads=args.threads), settings, **out)
+        print(f"held-out token error rate: {speech.held_out_token_error_rate} ({speech.vocabulary} tokens)")
+        print(f"{speech.seconds} s on {speech.device}; sha256 {speech.sha256}")
+        return 0
     from workers.fusion.train import ProjectorTrainConfig, train_image_projector
 
     config = ProjectorTrainConfig(
         seed=args.seed, epochs=args.epochs, train_images=args.train_images, threads=args.threads
     )
-    report = train_image_projector(config, settings, **({"out": args.out} if args.out else {}))
+    report = train_image_projector(config, settings, **out)
     print(f"held-out word accuracy per soft token: {report.held_out_word_accuracy}")
     print(f"held-out nearest-token accuracy over the whole vocabulary: {report.held_out_vocab_top1}")
     print(f"{report.seconds} s on {report.device}; sha256 {report.sha256}")

@@ -123,14 +123,19 @@ class Settings(BaseSettings):
     # --- Fusion ------------------------------------------------------------------------------
     fusion_mode: FusionMode = Field(
         "both",
-        description="How pictures reach the language model: 'text' (tags), 'embed' (projected soft tokens) "
-        "or 'both'. Sessions may change it with session.update {fusion}.",
+        description="How pictures and speech reach the language model: 'text' (tags, transcripts), 'embed' "
+        "(projected soft tokens) or 'both'. Sessions may change it with session.update {fusion}.",
     )
     image_projector: str = Field(
         "bundled",
         description="Image projector: 'bundled' (ours, for the default CLIP and LLM), a .safetensors path, or 'none'.",
     )
     image_projector_sha256: str | None = Field(None, description="Expected sha256 of a projector given by path.")
+    audio_projector: str = Field(
+        "bundled",
+        description="Speech projector (Whisper encoder states to soft tokens): 'bundled', a path, or 'none'.",
+    )
+    audio_projector_sha256: str | None = Field(None, description="Expected sha256 of a projector given by path.")
 
     # --- Models ------------------------------------------------------------------------------
     models_dir: Path = Field(Path.home() / ".cache" / "mmstream" / "models")

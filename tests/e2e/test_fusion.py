@@ -65,3 +65,15 @@ async def test_an_unknown_fusion_mode_is_refused_and_the_session_goes_on(stack: 
         error = (await rt.until("error"))[-1]["error"]
         assert error["type"] == "invalid_request_error" and "fusion" in (error.get("param") or error["message"])
         assert (await _session(rt, "text"))["fusion"] == "text"
+
+
+async def test_speech_as_soft_tokens_alone_is_understood(stack: Stack):
+    # Whisper tiny.en's own decoder hears espeak-ng's "pink" as another word; the projector does not.
+    speech = base64.b64encode(speak("My favourite colour is pink.")).decode()
+    async with realtime(stack.ws) as rt:
+        await _session(rt, "embed")
+        text = {"type": "input_text", "text": "What is my favourite colour? Answer with one word."}
+        await rt.send(_message({"type": "input_audio", "audio": speech}, text))
+        reply, done = await rt.ask_response()
+    assert done["response"]["status"] == "completed"
+    assert "pink" in reply.lower(), reply

@@ -14,3 +14,15 @@ def test_a_short_training_is_reproducible_and_fits_the_decoder(tmp_path):
     meta = Projector.load(tmp_path / "a.safetensors").meta
     assert (meta.modality, meta.encoder, meta.k, meta.slots) == ("image", "mmstream-clip-tiny", 5, " ".join(SLOTS))
     assert meta.llm_sha256 == "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"
+
+
+def test_a_short_speech_projector_training_is_reproducible(tmp_path):
+    from workers.fusion.speech import SpeechProjector
+    from workers.fusion.train_speech import SpeechTrainConfig, train_speech_projector
+
+    config = SpeechTrainConfig(seed=3, train_utterances=48, eval_utterances=8, epochs=2, threads=1)
+    first = train_speech_projector(config, Settings(), out=tmp_path / "a.safetensors", log=False)
+    second = train_speech_projector(config, Settings(), out=tmp_path / "b.safetensors", log=False)
+    assert first.sha256 == second.sha256
+    meta = SpeechProjector.load(tmp_path / "a.safetensors").meta
+    assert (meta.modality, meta.encoder, meta.stack) == ("audio", "bundled:whisper-tiny.en", 4)

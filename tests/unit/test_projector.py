@@ -67,13 +67,39 @@ def test_soft_token_ids_are_negative_stable_and_follow_the_vector():
 
 def test_the_decoder_refuses_a_named_projector_that_does_not_fit(tmp_path):
     from shared.config import Settings
-    from workers.fusion.inputs import load_image_projector
+    from workers.fusion.inputs import load_projectors
 
     _saved(tmp_path)
-    settings = Settings(image_projector=str(tmp_path / "p.safetensors"))
-    assert load_image_projector(settings, llm_sha256="ab" * 32, llm_dim=24) is not None
+    named = Settings(image_projector=str(tmp_path / "p.safetensors"), audio_projector="none")
+    assert load_projectors(named, llm_sha256="ab" * 32, llm_dim=24).image is not None
     with pytest.raises(ProjectorMismatch, match="train one for this model"):
-        load_image_projector(settings, llm_sha256="ef" * 32, llm_dim=24)
-    # The bundled projector only fits the default models: with others it is set aside, not fatal.
-    assert load_image_projector(Settings(image_projector="bundled"), llm_sha256="ef" * 32, llm_dim=24) is None
-    assert load_image_projector(Settings(image_projector="none"), llm_sha256="ab" * 32, llm_dim=24) is None
+        load_projectors(named, llm_sha256="ef" * 32, llm_dim=24)
+    # The bundled projectors only fit the default models: with others they are set aside, not fatal.
+    bundled = load_projectors(Settings(), llm_sha256="ef" * 32, llm_dim=24)
+    assert bundled.image is None and bundled.audio is None
+    off = load_projectors(Settings(image_projector="none", audio_projector="none"), llm_sha256="ab" * 32, llm_dim=24)
+    assert off.image is None and off.audio is None
+
+
+def test_speech_projector_matches_its_torch_twin_and_collapses_runs(tmp_path):
+    from workers.fusion.speech import SpeechProjector
+    from workers.fusion.train_speech import TorchSpeechProjector
+
+    torch.manual_seed(0)
+    rows = torch.randn(4, 24)
+    twin = TorchSpeechProjector(encoder_dim=8, stack=2, hidden=16, llm_dim=24, rows=rows)
+    weights = {n: t.detach().numpy() for n, t in twin.state_dict().items() if n not in ("rows", "blank")}
+    weights["vocab_rows"] = torch.cat([twin.blank[None], rows]).detach().numpy()
+    weights["vocab_ids"] = np.asarray([-1, 5, 6, 7, 8], dtype=np.float32)
+    meta = ProjectorMeta("audio", "whisper", 8, "model.gguf", "ab" * 32, 24, k=0, hidden=16, stack=2)
+    save_projector(tmp_path / "s.safetensors", meta, weights)
+    projector = SpeechProjector.load(tmp_path / "s.safetensors")
+
+    states = np.random.default_rng(1).normal(size=(11, 8)).astype(np.float32)  # 11 frames -> 5 vectors
+    want = twin(torch.from_numpy(states)[None]).detach().numpy()[0]
+    np.testing.assert_allclose(projector.frames(states), want, atol=2e-2)
+    soft = projector(states)
+    assert soft.shape[1] == 24 and 0 <= len(soft) <= 5
+    # Each soft token has the length of the vocabulary row it is nearest to.
+    lengths = np.linalg.norm(weights["vocab_rows"][1:], axis=1)
+    assert all(np.isclose(np.linalg.norm(v), lengths, rtol=1e-2).any() for v in soft)

@@ -285,8 +285,8 @@ class AudioService(ModelService[_Models]):
         if not ended.item_added:
             item = MessageItem(id=ended.item_id, role="user", content=[InputAudio(type="input_audio")])
             self._writer.add_item(sid, item)
-        self._writer.set_transcript(sid, ended.item_id, ended.transcript)
         self._r.set(k.item_audio(sid, ended.item_id), _pcm(ended.audio), ex=ttl)
+        # Encoder states before the transcript: a decoder that sees the transcript may project them.
         if self._settings.store_encoder_states and len(ended.audio) >= SAMPLE_RATE // 10:
             states = models.asr.encoder_states(ended.audio).astype(np.float16)
             header = EncoderStates(
@@ -295,6 +295,7 @@ class AudioService(ModelService[_Models]):
             key = k.item_encoder_states(sid, ended.item_id)
             self._r.hset(key, mapping={"header": header.model_dump_json(), "data": states.tobytes()})
             self._r.expire(key, ttl)
+        self._writer.set_transcript(sid, ended.item_id, ended.transcript)
 
 
 def _entry(entry_id: Any, fields: Any) -> tuple[str, AudioLogEntry, bytes]:

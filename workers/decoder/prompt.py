@@ -4,8 +4,9 @@ The template is the Jinja text stored in the GGUF (`tokenizer.chat_template`), r
 sandbox as Hugging Face and llama.cpp do. When the conversation is longer than the context allows,
 the oldest turns are left out (the Realtime API's `truncation: auto`); instructions always stay.
 
-Pictures reach the model by the fusion mode: `text` as their description (zero-shot tags),
-`embed` as soft tokens (projected CLIP embeddings) in their place, `both` as the two together.
+Pictures and speech reach the model by the fusion mode: `text` as their description (zero-shot
+tags) or transcript, `embed` as soft tokens (projected CLIP embeddings, projected Whisper encoder
+states) in their place, `both` as the two together.
 The template is rendered with a marker where soft tokens go; the text between markers is
 tokenized piece by piece and the soft tokens' ids are put between the pieces.
 """
@@ -23,7 +24,7 @@ import numpy.typing as npt
 from jinja2.exceptions import TemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from shared.messages import FusionMode, InputImage, MessageItem, part_text
+from shared.messages import FusionMode, InputAudio, InputImage, MessageItem, part_text
 from workers.fusion.projector import soft_token_ids
 
 Floats = npt.NDArray[np.float32]
@@ -86,6 +87,11 @@ def to_messages(
                 if mode == "both" and (extra := _other_tags(part.description or "", block.names)):
                     said += f", {extra}"
                 text.append(f"[Picture: {said}]\n")
+            elif isinstance(part, InputAudio) and mode != "text" and block is not None and blocks is not None:
+                said = _mark(block, blocks)
+                if mode == "both" and part.transcript:
+                    said += f" (transcript: {part.transcript.strip()})"
+                text.append(f"[Speech: {said}]\n")
             else:
                 text.append(part_text(part))
         messages.append({"role": item.role, "content": "".join(text)})

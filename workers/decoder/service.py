@@ -26,8 +26,7 @@ from workers.base import ModelService
 from workers.decoder.engine import Done, Engine, Job, Token
 from workers.decoder.llama import ContextConfig, LlamaModel
 from workers.decoder.prompt import ChatTemplate, SoftInputs, build_prompt
-from workers.fusion.inputs import image_soft_inputs, load_image_projector
-from workers.fusion.projector import Projector
+from workers.fusion.inputs import Projectors, load_projectors, soft_inputs
 from workers.presence import Presence
 
 log = logging.getLogger(__name__)
@@ -45,7 +44,7 @@ class _Loaded:
     model: LlamaModel
     template: ChatTemplate
     engine: Engine
-    image_projector: Projector | None
+    projectors: Projectors
 
 
 class DecoderService(ModelService[_Loaded]):
@@ -62,12 +61,13 @@ class DecoderService(ModelService[_Loaded]):
 
     def _identity(self, models: _Loaded) -> dict[str, Any]:
         resolved = models.model_file
-        projector = models.image_projector
+        image, audio = models.projectors.image, models.projectors.audio
         return {
             "model": resolved.spec,
             "sha256": resolved.sha256,
             "path": str(resolved.path),
-            "image_projector": None if projector is None else f"{projector.meta.encoder} -> k={projector.meta.k}",
+            "image_projector": None if image is None else f"{image.meta.encoder} -> k={image.meta.k}",
+            "audio_projector": None if audio is None else f"{audio.meta.encoder} -> 1 per {audio.meta.stack} frames",
         }
 
     def shutdown(self) -> None:
@@ -95,8 +95,8 @@ class DecoderService(ModelService[_Loaded]):
             eos_token=model.special_token("eos"),
         )
         log.info("decoder model %s, sha256 %s", resolved.path.name, resolved.sha256[:12])
-        projector = load_image_projector(s, llm_sha256=resolved.sha256, llm_dim=model.n_embd)
-        return _Loaded(resolved, model, template, Engine(model), projector)
+        projectors = load_projectors(s, llm_sha256=resolved.sha256, llm_dim=model.n_embd)
+        return _Loaded(resolved, model, template, Engine(model), projectors)
 
     # --- one task -------------------------------------------------------------------------------
 
@@ -131,8 +131,8 @@ class DecoderService(ModelService[_Loaded]):
             return ResponseFinal(status="cancelled", reason=reason)
         budget = loaded.model.n_ctx_per_seq - min(request.max_output_tokens, _MIN_REPLY_TOKENS)
         soft: SoftInputs = {}
-        if request.fusion != "text" and loaded.image_projector is not None:
-            soft = image_soft_inputs(self._r, self._keys, request.session_id, items, loaded.image_projector)
+        if request.fusion != "text":
+            soft = soft_inputs(self._r, self._keys, request.session_id, items, loaded.projectors)
         prompt = build_prompt(
             loaded.template,
             loaded.model.tokenize,

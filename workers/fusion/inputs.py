@@ -1,16 +1,18 @@
-"""The decoder's side of fusion: the projector it loaded, and soft tokens for a conversation's pictures.
+"""The decoder's side of fusion: the projectors it loaded, and soft tokens for a conversation's media.
 
-A picture's CLIP embedding was stored in Redis by the image worker (header + raw float32 bytes);
-here it goes through the image projector to become `k` soft tokens. A picture without an
-embedding (unreadable, or described before fusion was on) is left to its description.
+A picture's CLIP embedding and an utterance's Whisper encoder states were stored in Redis by the
+workers (a JSON header + raw bytes); here they go through the projectors to become soft tokens.
+A part without stored embeddings (unreadable, or from before fusion was on) is left to its text.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import redis
@@ -18,73 +20,132 @@ import redis
 from shared.config import Settings
 from shared.errors import ModelError
 from shared.keys import Keys
-from shared.messages import ImageEmbedding, InputImage, MessageItem
+from shared.messages import EncoderStates, ImageEmbedding, InputAudio, InputImage, MessageItem
 from workers.decoder.prompt import SoftBlock
-from workers.fusion.bundled import BUNDLED_IMAGE_PROJECTOR, BUNDLED_IMAGE_PROJECTOR_SHA256
-from workers.fusion.projector import Projector, ProjectorMismatch
+from workers.fusion.bundled import (
+    BUNDLED_AUDIO_PROJECTOR,
+    BUNDLED_AUDIO_PROJECTOR_SHA256,
+    BUNDLED_IMAGE_PROJECTOR,
+    BUNDLED_IMAGE_PROJECTOR_SHA256,
+)
+from workers.fusion.projector import Modality, Projector, ProjectorMeta, ProjectorMismatch
+from workers.fusion.speech import SpeechProjector
 
 log = logging.getLogger(__name__)
 
+P = TypeVar("P", Projector, SpeechProjector)
 
-def load_image_projector(settings: Settings, *, llm_sha256: str, llm_dim: int) -> Projector | None:
-    """The configured image projector, checked against the loaded language model.
 
-    A projector named by path that does not fit is an error the operator must fix. The bundled one
+@dataclass(frozen=True)
+class Projectors:
+    image: Projector | None
+    audio: SpeechProjector | None
+
+
+def load_projectors(settings: Settings, *, llm_sha256: str, llm_dim: int) -> Projectors:
+    """The configured projectors, each checked against the loaded language model.
+
+    A projector named by path that does not fit is an error the operator must fix. A bundled one
     only fits the default models: with another language model it is set aside with a warning and
-    pictures reach the model as text.
+    that modality reaches the model as text.
     """
-    spec = settings.image_projector
+    image = _load(
+        "image",
+        settings.image_projector,
+        settings.image_projector_sha256,
+        (BUNDLED_IMAGE_PROJECTOR, BUNDLED_IMAGE_PROJECTOR_SHA256),
+        Projector.load,
+        llm_sha256=llm_sha256,
+        llm_dim=llm_dim,
+    )
+    audio = _load(
+        "audio",
+        settings.audio_projector,
+        settings.audio_projector_sha256,
+        (BUNDLED_AUDIO_PROJECTOR, BUNDLED_AUDIO_PROJECTOR_SHA256),
+        SpeechProjector.load,
+        llm_sha256=llm_sha256,
+        llm_dim=llm_dim,
+    )
+    return Projectors(image, audio)
+
+
+def _load(
+    modality: Modality,
+    spec: str,
+    expected_sha256: str | None,
+    bundled: tuple[Path, str],
+    loader: Callable[[Path], P],
+    *,
+    llm_sha256: str,
+    llm_dim: int,
+) -> P | None:
     if spec == "none":
         return None
-    path = BUNDLED_IMAGE_PROJECTOR if spec == "bundled" else Path(spec).expanduser()
+    path = bundled[0] if spec == "bundled" else Path(spec).expanduser()
     if not path.is_file():
         if spec == "bundled":
-            log.warning("no bundled image projector at %s; pictures reach the model as text", path)
+            log.warning("no bundled %s projector at %s; it reaches the model as text", modality, path)
             return None
-        raise FileNotFoundError(f"image projector {path} does not exist")
+        raise FileNotFoundError(f"{modality} projector {path} does not exist")
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    expected = BUNDLED_IMAGE_PROJECTOR_SHA256 if spec == "bundled" else settings.image_projector_sha256
+    expected = bundled[1] if spec == "bundled" else expected_sha256
     if expected is not None and digest != expected:
-        raise ModelError(f"image projector {path} has sha256 {digest}, expected {expected}")
-    projector = Projector.load(path)
+        raise ModelError(f"{modality} projector {path} has sha256 {digest}, expected {expected}")
+    projector = loader(path)
+    meta: ProjectorMeta = projector.meta
     try:
-        projector.meta.check(modality="image", llm_sha256=llm_sha256, llm_dim=llm_dim)
+        meta.check(modality=modality, llm_sha256=llm_sha256, llm_dim=llm_dim)
     except ProjectorMismatch as exc:
         if spec != "bundled":
             raise
-        log.warning("bundled image projector not used: %s", exc)
+        log.warning("bundled %s projector not used: %s", modality, exc)
         return None
-    log.info("image projector %s (k=%d), sha256 %s", path.name, projector.meta.k, digest[:12])
+    log.info("%s projector %s (from %s), sha256 %s", modality, path.name, meta.encoder, digest[:12])
     return projector
 
 
-def image_soft_inputs(
-    client: redis.Redis, keys: Keys, session_id: str, items: Sequence[MessageItem], projector: Projector
+def soft_inputs(
+    client: redis.Redis, keys: Keys, session_id: str, items: Sequence[MessageItem], projectors: Projectors
 ) -> dict[tuple[str, int], SoftBlock]:
-    """Soft tokens for every picture in `items` that has a stored embedding."""
-    wanted = [
-        (item.id or "", index)
-        for item in items
-        for index, part in enumerate(item.content)
-        if isinstance(part, InputImage)
-    ]
+    """Soft tokens for every picture and utterance in `items` that has stored embeddings."""
+    wanted: list[tuple[str, int, str]] = []
+    for item in items:
+        for index, part in enumerate(item.content):
+            if isinstance(part, InputImage) and projectors.image is not None:
+                wanted.append((item.id or "", index, keys.item_image_embedding(session_id, item.id or "", index)))
+            elif isinstance(part, InputAudio) and projectors.audio is not None:
+                wanted.append((item.id or "", index, keys.item_encoder_states(session_id, item.id or "")))
     if not wanted:
         return {}
     with client.pipeline(transaction=False) as pipe:
-        for item_id, index in wanted:
-            pipe.hmget(keys.item_image_embedding(session_id, item_id, index), "header", "data")
+        for *_, key in wanted:
+            pipe.hmget(key, "header", "data")
         stored = pipe.execute()
-    names = tuple(projector.meta.slots.split())
     out: dict[tuple[str, int], SoftBlock] = {}
-    for key, (header, data) in zip(wanted, stored, strict=True):
+    for (item_id, index, key), (header, data) in zip(wanted, stored, strict=True):
         if header is None or data is None:
             continue
-        meta = ImageEmbedding.model_validate_json(header)
-        embedding = np.frombuffer(data, dtype=meta.dtype).reshape(meta.shape)
         try:
-            projector.meta.check_input(meta.model, tuple(meta.shape))
+            block = _block(header, data, projectors, image=key.endswith(":emb"))
         except ProjectorMismatch as exc:
-            log.warning("picture %s/%d not projected: %s", *key, exc)
+            log.warning("%s/%d not projected: %s", item_id, index, exc)
             continue
-        out[key] = SoftBlock(projector(embedding), names)
+        if block is not None:
+            out[(item_id, index)] = block
     return out
+
+
+def _block(header: bytes, data: bytes, projectors: Projectors, *, image: bool) -> SoftBlock | None:
+    if image:
+        assert projectors.image is not None
+        picture = ImageEmbedding.model_validate_json(header)
+        embedding = np.frombuffer(data, dtype=picture.dtype).reshape(picture.shape)
+        projectors.image.meta.check_input(picture.model, tuple(picture.shape))
+        return SoftBlock(projectors.image(embedding), tuple(projectors.image.meta.slots.split()))
+    assert projectors.audio is not None
+    speech = EncoderStates.model_validate_json(header)
+    states = np.frombuffer(data, dtype=speech.dtype).reshape(speech.shape)
+    projectors.audio.meta.check_input(speech.model, (speech.shape[1],))
+    vectors = projectors.audio(states)
+    return SoftBlock(vectors) if len(vectors) else None

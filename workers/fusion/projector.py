@@ -36,9 +36,10 @@ class ProjectorMeta:
     llm: str  # the language model file's name, for people; llm_sha256 is what is checked
     llm_sha256: str
     llm_dim: int
-    k: int  # soft tokens per input
+    k: int  # soft tokens per input (0: as many as the input needs)
     hidden: int
     slots: str = ""  # what each soft token was trained to say, for people
+    stack: int = 1  # encoder frames per soft token (speech)
     format: str = FORMAT
 
     def check(self, *, modality: Modality, llm_sha256: str, llm_dim: int) -> None:
@@ -84,7 +85,7 @@ class Projector:
     def __call__(self, embedding: Floats) -> Floats:
         """(encoder_dim,) -> (k, llm_dim): the soft tokens for one input."""
         x = _layer_norm(np.asarray(embedding, dtype=np.float32), self._norm_w, self._norm_b)
-        h = _gelu(self._w1 @ x + self._b1)
+        h = gelu(self._w1 @ x + self._b1)
         return (self._w2 @ h + self._b2).reshape(self.meta.k, self.meta.llm_dim)
 
 
@@ -112,7 +113,7 @@ def _layer_norm(x: Floats, weight: Floats, bias: Floats, eps: float = 1e-5) -> F
     return out
 
 
-def _gelu(x: Floats) -> Floats:
+def gelu(x: Floats) -> Floats:
     # The tanh form, as torch's GELU(approximate="tanh") used in training.
     out: Floats = 0.5 * x * (1.0 + np.tanh(np.sqrt(2.0 / np.pi) * (x + 0.044715 * x**3)))
     return out
