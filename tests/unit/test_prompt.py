@@ -71,7 +71,7 @@ def test_both_mode_adds_the_description_and_text_mode_ignores_vectors():
     both = build_prompt(template, _chars, [_picture_item()], "", max_tokens=1000, mode="both", soft=soft)
     text = build_prompt(template, _chars, [_picture_item()], "", max_tokens=1000, mode="text", soft=soft)
     assert both is not None and text is not None
-    assert sum(t < 0 for t in both.tokens) == 2 and "red circle" in "".join(chr(t) for t in both.tokens if t >= 0)
+    assert sum(t < 0 for t in both.tokens) == 2 and "a red circle; " in "".join(chr(t) for t in both.tokens if t >= 0)
     assert all(t >= 0 for t in text.tokens) and "[Picture: a red circle]" in "".join(map(chr, text.tokens))
 
 
@@ -93,15 +93,16 @@ def test_named_soft_tokens_are_each_introduced_by_their_name():
     assert "[Picture: colour: #, shape: #]\nwhat is it" in shown
 
 
-def test_both_mode_adds_the_tags_no_soft_token_stands_for():
+def test_both_mode_keeps_the_tags_and_adds_soft_tokens_for_what_they_do_not_say():
     template = ChatTemplate(None, bos_token="", eos_token="")
     item = MessageItem(
         id="item_1",
         role="user",
         content=[InputImage(type="input_image", description="colour: red, shape: circle, background: white")],
     )
-    block = SoftBlock(np.eye(2, 3, dtype=np.float32), names=("colour", "shape"))
+    block = SoftBlock(np.eye(3, 3, dtype=np.float32), names=("colour", "shape", "position"))
     prompt = build_prompt(template, _chars, [item], "", max_tokens=1000, mode="both", soft={("item_1", 0): block})
     assert prompt is not None
     shown = "".join(chr(t) if t >= 0 else "#" for t in prompt.tokens)
-    assert "[Picture: colour: #, shape: #, background: white]" in shown
+    assert "[Picture: colour: red, shape: circle, background: white, position: #]" in shown
+    assert [v.tolist() for v in prompt.vectors.values()] == [[0.0, 0.0, 1.0]]

@@ -83,9 +83,7 @@ def to_messages(
         for index, part in enumerate(item.content):
             block = (soft or {}).get((item.id or "", index))
             if isinstance(part, InputImage) and mode != "text" and block is not None and blocks is not None:
-                said = _mark(block, blocks)
-                if mode == "both" and (extra := _other_tags(part.description or "", block.names)):
-                    said += f", {extra}"
+                said = _mark(block, blocks) if mode == "embed" else _with_tags(part.description or "", block, blocks)
                 text.append(f"[Picture: {said}]\n")
             elif isinstance(part, InputAudio) and mode != "text" and block is not None and blocks is not None:
                 said = _mark(block, blocks)
@@ -110,14 +108,24 @@ def _mark(block: SoftBlock, blocks: list[Floats]) -> str:
     return ", ".join(marked)
 
 
-def _other_tags(description: str, named: tuple[str, ...]) -> str:
-    """The description's `group: label` pairs for groups no soft token stands for.
+def _with_tags(description: str, block: SoftBlock, blocks: list[Floats]) -> str:
+    """`both`: the picture's tags, and soft tokens for what no tag says; each attribute said once.
 
-    Each attribute is said once: the 0.5B default model, shown the same attribute twice (soft token
-    and tag), answered "how many" right 62% of the time, and 94% with each said once.
+    The tags are CLIP's calibrated zero-shot choices over the label set, so where a tag and a soft
+    token would name the same attribute, the tag is kept. Shown both, the 0.5B default model answered
+    "how many" right 62% of the time instead of 94%. The soft tokens go last: put first, position
+    questions fell from 1.00 to 0.29.
     """
-    pairs = [p for p in description.split(", ") if p.split(": ", 1)[0] not in named]
-    return ", ".join(pairs)
+    if not description:
+        return _mark(block, blocks)
+    if len(block.names) != len(block.vectors):
+        return f"{description}; {_mark(block, blocks)}"
+    tagged = {pair.split(": ", 1)[0] for pair in description.split(", ")}
+    keep = [i for i, name in enumerate(block.names) if name not in tagged]
+    if not keep:
+        return description
+    rest = SoftBlock(block.vectors[keep], tuple(block.names[i] for i in keep))
+    return f"{description}, {_mark(rest, blocks)}"
 
 
 @dataclass(frozen=True)
