@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from gateway import health
-from gateway.http import errors, transcriptions
+from gateway.http import chat, errors, transcriptions
 from gateway.http.limits import BodySizeLimit
 from gateway.realtime import router as realtime
 from gateway.services import Services
@@ -30,4 +30,5 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(health.router)
     app.include_router(realtime.router)
     app.include_router(transcriptions.router)
+    app.include_router(chat.router)
     return app

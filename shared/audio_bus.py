@@ -9,7 +9,7 @@ of working through a backlog of tasks.
 from __future__ import annotations
 
 import asyncio
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 import redis.asyncio as aioredis
 from celery import Celery
@@ -48,11 +48,14 @@ class AudioBus:
     async def clear(self, session_id: str) -> None:
         await self._log(session_id, {"m": AudioClear().model_dump_json()})
 
-    async def transcribe_item(self, session_id: str, item_id: str, pcm16: bytes) -> None:
-        """Transcribe speech that came inside a conversation item, as a whole clip."""
+    async def transcribe_item(
+        self, session_id: str, item_id: str, data: bytes, encoding: Literal["pcm16", "file"] = "pcm16"
+    ) -> None:
+        """Transcribe speech that came inside a conversation item, as a whole clip: 16 kHz PCM16, or
+        a media file (wav, mp3, ...) the audio worker decodes."""
         blob = self._keys.blob(new_id("blob"))
-        await self._r.set(blob, pcm16, ex=self._ttl_s)
-        request = TranscribeRequest(blob_key=blob, encoding="pcm16", session_id=session_id, item_id=item_id)
+        await self._r.set(blob, data, ex=self._ttl_s)
+        request = TranscribeRequest(blob_key=blob, encoding=encoding, session_id=session_id, item_id=item_id)
         await asyncio.to_thread(
             self._celery.send_task, TASK_AUDIO_TRANSCRIBE, kwargs={"request": request.model_dump(mode="json")}
         )

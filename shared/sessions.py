@@ -77,6 +77,11 @@ class SessionStore:
     async def save(self, session: Session) -> None:
         await self._r.set(self._keys.session(session.id), session.model_dump_json(), ex=self._ttl_s)
 
+    async def forget(self, session_id: str) -> None:
+        """Delete a session's state now (an HTTP request's conversation, once answered)."""
+        k = self._keys
+        await self._r.delete(k.session(session_id), k.session_items(session_id), k.session_order(session_id))
+
     async def add_item(self, session_id: str, item: MessageItem, previous_item_id: str | None) -> str | None:
         """Insert an item (after `previous_item_id`, or at the end) and return the id before it."""
         assert item.id is not None

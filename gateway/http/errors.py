@@ -13,7 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from shared.errors import ErrorCode, ErrorInfo, error_info
+from shared.errors import ErrorCode, ErrorInfo, MMStreamError, error_info
 
 
 def error_body(info: ErrorInfo) -> dict[str, Any]:
@@ -55,4 +55,7 @@ async def _on_http(_request: Request, exc: Exception) -> JSONResponse:
 def install(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _on_validation)
     app.add_exception_handler(HTTPException, _on_http)
+    # Our own errors are answers, not crashes: handled inside the app like HTTPException. Only the
+    # handler for Exception runs in Starlette's outermost middleware, which re-raises after it.
+    app.add_exception_handler(MMStreamError, _on_exception)
     app.add_exception_handler(Exception, _on_exception)
