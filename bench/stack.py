@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -53,7 +55,7 @@ def bench_stack(workers: dict[str, int], **settings: str) -> Iterator[BenchStack
             for i in range(count):
                 procs.append(_spawn(["worker", kind, "--name", f"{kind}-{i}"], env, logs / f"{kind}-{i}.log"))
         procs.append(_spawn(["gateway"], env, logs / "gateway.log"))
-        _wait_ready(port, logs)
+        _wait_ready(port, logs, list(workers))
         yield BenchStack(port, url, env)
     finally:
         for proc in procs:
@@ -77,14 +79,20 @@ def _spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[
         )
 
 
-def _wait_ready(port: int, logs: Path, timeout: float = 180) -> None:
+def _wait_ready(port: int, logs: Path, kinds: list[str], timeout: float = 180) -> None:
+    """Until a worker of each kind started here has its model loaded (`/readyz` lists them even while
+    it answers 503 for the kinds a benchmark leaves out)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as r:  # noqa: S310
-                if r.status == 200:
-                    return
+                body = json.load(r)
+        except urllib.error.HTTPError as exc:
+            body = json.load(exc)
         except OSError:
-            pass
+            body = {}
+        workers = body.get("workers", {})
+        if workers and all(any(w.get("loaded") for w in workers.get(kind, [])) for kind in kinds):
+            return
         time.sleep(0.5)
     raise TimeoutError("stack not ready; logs in " + str(logs))
