@@ -109,13 +109,14 @@ def soft_inputs(
     client: redis.Redis, keys: Keys, session_id: str, items: Sequence[MessageItem], projectors: Projectors
 ) -> dict[tuple[str, int], SoftBlock]:
     """Soft tokens for every picture and utterance in `items` that has stored embeddings."""
-    wanted: list[tuple[str, int, str]] = []
+    wanted: list[tuple[str, int, bool, str]] = []  # item id, content index, a picture?, Redis key
     for item in items:
+        item_id = item.id or ""
         for index, part in enumerate(item.content):
             if isinstance(part, InputImage) and projectors.image is not None:
-                wanted.append((item.id or "", index, keys.item_image_embedding(session_id, item.id or "", index)))
+                wanted.append((item_id, index, True, keys.item_image_embedding(session_id, item_id, index)))
             elif isinstance(part, InputAudio) and projectors.audio is not None:
-                wanted.append((item.id or "", index, keys.item_encoder_states(session_id, item.id or "")))
+                wanted.append((item_id, index, False, keys.item_encoder_states(session_id, item_id)))
     if not wanted:
         return {}
     with client.pipeline(transaction=False) as pipe:
@@ -123,11 +124,11 @@ def soft_inputs(
             pipe.hmget(key, "header", "data")
         stored = pipe.execute()
     out: dict[tuple[str, int], SoftBlock] = {}
-    for (item_id, index, key), (header, data) in zip(wanted, stored, strict=True):
+    for (item_id, index, image, _), (header, data) in zip(wanted, stored, strict=True):
         if header is None or data is None:
             continue
         try:
-            block = _block(header, data, projectors, image=key.endswith(":emb"))
+            block = _block(header, data, projectors, image=image)
         except ProjectorMismatch as exc:
             log.warning("%s/%d not projected: %s", item_id, index, exc)
             continue

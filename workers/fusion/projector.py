@@ -75,18 +75,23 @@ class Projector:
 
     @classmethod
     def load(cls, path: Path) -> Projector:
-        with safe_open(str(path), framework="numpy") as f:
-            header = f.metadata() or {}
-            weights = {name: f.get_tensor(name).astype(np.float32) for name in f.keys()}  # noqa: SIM118
-        if "mmstream" not in header:
-            raise ProjectorMismatch(f"{path.name} is not an mmstream projector (no metadata header)")
-        return cls(ProjectorMeta(**json.loads(header["mmstream"])), weights)
+        return cls(*read_projector(path))
 
     def __call__(self, embedding: Floats) -> Floats:
         """(encoder_dim,) -> (k, llm_dim): the soft tokens for one input."""
         x = _layer_norm(np.asarray(embedding, dtype=np.float32), self._norm_w, self._norm_b)
         h = gelu(self._w1 @ x + self._b1)
         return (self._w2 @ h + self._b2).reshape(self.meta.k, self.meta.llm_dim)
+
+
+def read_projector(path: Path) -> tuple[ProjectorMeta, dict[str, Floats]]:
+    """The header and the weights (as float32) of a projector file, of either modality."""
+    with safe_open(str(path), framework="numpy") as f:
+        header = f.metadata() or {}
+        weights = {name: f.get_tensor(name).astype(np.float32) for name in f.keys()}  # noqa: SIM118
+    if "mmstream" not in header:
+        raise ProjectorMismatch(f"{path.name} is not an mmstream projector (no metadata header)")
+    return ProjectorMeta(**json.loads(header["mmstream"])), weights
 
 
 def save_projector(path: Path, meta: ProjectorMeta, weights: dict[str, Floats]) -> str:

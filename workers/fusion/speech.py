@@ -12,13 +12,11 @@ tokens it was trained to place, with their embedding rows) for the collapse.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
-from safetensors import safe_open
 
-from workers.fusion.projector import Floats, ProjectorMeta, ProjectorMismatch, gelu
+from workers.fusion.projector import Floats, ProjectorMeta, ProjectorMismatch, gelu, read_projector
 
 
 class SpeechProjector:
@@ -35,12 +33,7 @@ class SpeechProjector:
 
     @classmethod
     def load(cls, path: Path) -> SpeechProjector:
-        with safe_open(str(path), framework="numpy") as f:
-            header = f.metadata() or {}
-            weights = {name: f.get_tensor(name).astype(np.float32) for name in f.keys()}  # noqa: SIM118
-        if "mmstream" not in header:
-            raise ProjectorMismatch(f"{path.name} is not an mmstream projector (no metadata header)")
-        return cls(ProjectorMeta(**json.loads(header["mmstream"])), weights)
+        return cls(*read_projector(path))
 
     def frames(self, states: Floats) -> Floats:
         """(frames, encoder_dim) -> (frames // stack, llm_dim): one vector per group of frames."""

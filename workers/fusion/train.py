@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import random
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -33,10 +32,9 @@ import torch
 from torch import nn
 
 from shared.config import Settings
-from shared.models import resolve_model
-from workers.decoder.llama import ContextConfig, LlamaModel
 from workers.decoder.token_table import TokenTable
 from workers.fusion.bundled import BUNDLED_IMAGE_PROJECTOR
+from workers.fusion.frozen import language_model, seeded, tokenizer
 from workers.fusion.projector import Projector, ProjectorMeta, save_projector
 from workers.image.bundled import BUNDLED_WEIGHTS
 from workers.image.clip import ClipModel
@@ -101,19 +99,9 @@ class TorchProjector(nn.Module):
 def train_image_projector(
     config: ProjectorTrainConfig, settings: Settings, out: Path = BUNDLED_IMAGE_PROJECTOR, log: bool = True
 ) -> ProjectorReport:
-    random.seed(config.seed)
-    torch.manual_seed(config.seed)
-    torch.set_num_threads(config.threads)
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = seeded(config.seed, config.threads)
     started = time.monotonic()
-
-    llm = resolve_model(
-        settings.decoder_model,
-        settings.models_dir,
-        allow_downloads=settings.allow_downloads,
-        expected_sha256=settings.decoder_model_sha256,
-    )
-    table = TokenTable(llm.path)
+    llm, table = language_model(settings)
     word_ids, pieces = _word_tokens(llm.path)
     clip_pretrained = str(BUNDLED_WEIGHTS) if settings.clip_pretrained == "bundled" else settings.clip_pretrained
     clip = ClipModel(settings.clip_model, clip_pretrained, DEFAULT_GROUPS)
@@ -174,14 +162,13 @@ def train_image_projector(
 
 def _word_tokens(llm_path: Path) -> tuple[dict[str, int], dict[str, list[str]]]:
     """Each slot word's token id (its first piece, for a word of several) and its pieces."""
-    vocab = LlamaModel(llm_path, ContextConfig(n_ctx_per_seq=256, n_seq=1, n_batch=32, n_threads=1, n_gpu_layers=0))
     word_ids: dict[str, int] = {}
     pieces: dict[str, list[str]] = {}
-    for word in sorted({w for words in SLOTS.values() for w in words}):
-        ids = vocab.tokenize(" " + word)
-        word_ids[word] = ids[0]
-        pieces[word] = [vocab.token_text(t) for t in ids]
-    vocab.close()
+    with tokenizer(llm_path) as vocab:
+        for word in sorted({w for words in SLOTS.values() for w in words}):
+            ids = vocab.tokenize(" " + word)
+            word_ids[word] = ids[0]
+            pieces[word] = [vocab.token_text(t) for t in ids]
     return word_ids, pieces
 
 

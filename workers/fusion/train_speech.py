@@ -28,9 +28,9 @@ from shared.config import Settings
 from shared.models import resolve_model
 from workers.audio.files import pcm16_to_float
 from workers.audio.whisper import WhisperASR
-from workers.decoder.llama import ContextConfig, LlamaModel
-from workers.decoder.token_table import TokenTable
+from workers.decoder.llama import LlamaModel
 from workers.fusion.bundled import BUNDLED_AUDIO_PROJECTOR
+from workers.fusion.frozen import language_model, seeded, tokenizer
 from workers.fusion.projector import ProjectorMeta, save_projector
 from workers.fusion.speech import SpeechProjector
 from workers.image.synthetic import COLOURS, COUNTS, POSITIONS, SHAPES
@@ -129,39 +129,32 @@ def train_speech_projector(
     config: SpeechTrainConfig, settings: Settings, out: Path = BUNDLED_AUDIO_PROJECTOR, log: bool = True
 ) -> SpeechReport:
     rng = random.Random(config.seed)
-    torch.manual_seed(config.seed)
-    torch.set_num_threads(config.threads)
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = seeded(config.seed, config.threads)
     started = time.monotonic()
-
-    llm = resolve_model(
-        settings.decoder_model,
+    llm, table = language_model(settings)
+    asr_model = resolve_model(
+        settings.asr_model,
         settings.models_dir,
         allow_downloads=settings.allow_downloads,
-        expected_sha256=settings.decoder_model_sha256,
-    )
-    asr_model = resolve_model(
-        settings.asr_model, settings.models_dir, allow_downloads=settings.allow_downloads, expected_sha256=None
+        expected_sha256=settings.asr_model_sha256,
     )
     asr = WhisperASR(asr_model.path, threads=config.threads, compute_type=settings.asr_compute_type)
-    table = TokenTable(llm.path)
-    tokenizer = LlamaModel(llm.path, ContextConfig(n_ctx_per_seq=256, n_seq=1, n_batch=32, n_threads=1, n_gpu_layers=0))
 
-    def utterances(templates: tuple[str, ...], n: int) -> list[tuple[str, np.ndarray, list[int]]]:
+    def utterances(templates: tuple[str, ...], n: int, words: LlamaModel) -> list[tuple[str, np.ndarray, list[int]]]:
         out = []
         for _ in range(n):
             text = sentence(rng.choice(templates), rng)
             pcm = speak(text, rate=16_000, voice=rng.choice(VOICES), wpm=rng.choice(SPEEDS))
             states = asr.encoder_states(pcm16_to_float(pcm))
-            out.append((text, states.astype(np.float32), tokenizer.tokenize(text)))
+            out.append((text, states.astype(np.float32), words.tokenize(text)))
         return out
 
-    train = utterances(TRAIN_TEMPLATES, config.train_utterances)
-    held_out = utterances(HELD_OUT_TEMPLATES, config.eval_utterances)
-    vocab = sorted({t for _, _, ids in train + held_out for t in ids})
+    with tokenizer(llm.path) as words:
+        train = utterances(TRAIN_TEMPLATES, config.train_utterances, words)
+        held_out = utterances(HELD_OUT_TEMPLATES, config.eval_utterances, words)
+        vocab = sorted({t for _, _, ids in train + held_out for t in ids})
+        tokenizer_pieces = {t: words.token_text(t) for t in vocab}
     index = {t: i + 1 for i, t in enumerate(vocab)}  # 0 is the blank
-    tokenizer_pieces = {t: tokenizer.token_text(t) for t in vocab}
-    tokenizer.close()
     if log:
         print(f"{len(train)} + {len(held_out)} utterances, {len(vocab)} tokens, {time.monotonic() - started:.0f} s")
 
