@@ -14,13 +14,14 @@ from typing import Any, Literal, cast
 import redis.asyncio as aioredis
 from celery import Celery
 
-from shared.celery_app import TASK_AUDIO_STREAM, TASK_AUDIO_TRANSCRIBE
+from shared.celery_app import TASK_AUDIO_STREAM, TASK_AUDIO_TRANSCRIBE, send
 from shared.keys import Keys
 from shared.messages import (
     AudioAppend,
     AudioClear,
     AudioCommit,
     AudioStreamRequest,
+    Priority,
     SessionEvent,
     TranscribeRequest,
     new_id,
@@ -49,16 +50,19 @@ class AudioBus:
         await self._log(session_id, {"m": AudioClear().model_dump_json()})
 
     async def transcribe_item(
-        self, session_id: str, item_id: str, data: bytes, encoding: Literal["pcm16", "file"] = "pcm16"
+        self,
+        session_id: str,
+        item_id: str,
+        data: bytes,
+        encoding: Literal["pcm16", "file"] = "pcm16",
+        priority: Priority = "interactive",
     ) -> None:
         """Transcribe speech that came inside a conversation item, as a whole clip: 16 kHz PCM16, or
         a media file (wav, mp3, ...) the audio worker decodes."""
         blob = self._keys.blob(new_id("blob"))
         await self._r.set(blob, data, ex=self._ttl_s)
         request = TranscribeRequest(blob_key=blob, encoding=encoding, session_id=session_id, item_id=item_id)
-        await asyncio.to_thread(
-            self._celery.send_task, TASK_AUDIO_TRANSCRIBE, kwargs={"request": request.model_dump(mode="json")}
-        )
+        await asyncio.to_thread(send, self._celery, TASK_AUDIO_TRANSCRIBE, request.model_dump(mode="json"), priority)
 
     async def events(self, session_id: str, after: str, block_ms: int) -> list[tuple[str, SessionEvent]]:
         reply: Any = await self._r.xread({self._keys.session_events(session_id): after}, block=block_ms, count=64)
@@ -77,11 +81,8 @@ class AudioBus:
             pipe.set(self._keys.audio_pending(session_id), 1, nx=True, ex=_PENDING_TTL_S)
             *_, scheduled = await pipe.execute()
         if scheduled:
-            await asyncio.to_thread(
-                self._celery.send_task,
-                TASK_AUDIO_STREAM,
-                kwargs={"request": AudioStreamRequest(session_id=session_id).model_dump(mode="json")},
-            )
+            payload = AudioStreamRequest(session_id=session_id).model_dump(mode="json")
+            await asyncio.to_thread(send, self._celery, TASK_AUDIO_STREAM, payload)
 
 
 def _text(value: Any) -> str:

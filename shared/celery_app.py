@@ -1,17 +1,19 @@
-"""The one Celery app: JSON only, a queue per modality, late acks, time limits.
+"""The one Celery app: JSON only, a queue per modality, late acks, time limits, two priorities.
 
-The gateway sends tasks by name (`send_task`) and never imports worker code; workers register
-their tasks on the app this module builds.
+The gateway sends tasks by name (`send`) and never imports worker code; workers register their
+tasks on the app this module builds. Batch work is sent at a lower priority than interactive work
+on the same queues, so a free worker always takes a waiting person's task first.
 """
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Any, Final
 
 from celery import Celery
 from kombu import Queue
 
 from shared.config import Settings
+from shared.messages import Priority
 
 QUEUE_AUDIO: Final = "audio"
 QUEUE_IMAGE: Final = "image"
@@ -22,9 +24,20 @@ TASK_AUDIO_STREAM: Final = "audio.stream"
 TASK_AUDIO_TRANSCRIBE: Final = "audio.transcribe"
 TASK_IMAGE_DESCRIBE: Final = "image.describe"
 
+# Redis keeps one list per priority step and pops the lowest number first; AMQP brokers deliver
+# the highest number first, from queues declared with x-max-priority.
+_REDIS_PRIORITY: Final[dict[Priority, int]] = {"interactive": 0, "batch": 9}
+_AMQP_PRIORITY: Final[dict[Priority, int]] = {"interactive": 9, "batch": 0}
+
+
+def _is_amqp(broker_url: str) -> bool:
+    return broker_url.split("://", 1)[0] in ("amqp", "amqps", "pyamqp")
+
 
 def create_celery(settings: Settings) -> Celery:
     app = Celery("mmstream", broker=settings.celery_broker_url, set_as_current=False)
+    amqp = _is_amqp(settings.celery_broker_url)
+    queue_args = {"x-max-priority": 9} if amqp else None
     app.conf.update(
         # JSON only: pickle on the broker would let anyone who can write to Redis run code here.
         task_serializer="json",
@@ -39,10 +52,13 @@ def create_celery(settings: Settings) -> Celery:
         worker_prefetch_multiplier=1,
         worker_cancel_long_running_tasks_on_connection_loss=True,
         broker_connection_retry_on_startup=True,
-        broker_transport_options={"visibility_timeout": settings.visibility_timeout_s},
+        broker_transport_options={
+            "visibility_timeout": settings.visibility_timeout_s,
+            "priority_steps": sorted(_REDIS_PRIORITY.values()),
+        },
         task_time_limit=int(settings.decode_time_limit_s + 30),
         task_soft_time_limit=int(settings.decode_time_limit_s + 15),
-        task_queues=[Queue(QUEUE_AUDIO), Queue(QUEUE_IMAGE), Queue(QUEUE_DECODE)],
+        task_queues=[Queue(q, queue_arguments=queue_args) for q in (QUEUE_AUDIO, QUEUE_IMAGE, QUEUE_DECODE)],
         task_routes={
             "audio.*": {"queue": QUEUE_AUDIO},
             "image.*": {"queue": QUEUE_IMAGE},
@@ -54,3 +70,9 @@ def create_celery(settings: Settings) -> Celery:
         enable_utc=True,
     )
     return app
+
+
+def send(app: Celery, task: str, payload: dict[str, Any], priority: Priority = "interactive") -> None:
+    """Publish a task by name with its payload as the one keyword argument (blocking: run it in a thread)."""
+    table = _AMQP_PRIORITY if _is_amqp(app.conf.broker_url or "") else _REDIS_PRIORITY
+    app.send_task(task, kwargs={"request": payload}, priority=table[priority])

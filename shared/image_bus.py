@@ -11,9 +11,9 @@ import asyncio
 import redis.asyncio as aioredis
 from celery import Celery
 
-from shared.celery_app import TASK_IMAGE_DESCRIBE
+from shared.celery_app import TASK_IMAGE_DESCRIBE, send
 from shared.keys import Keys
-from shared.messages import DescribeImageRequest, new_id
+from shared.messages import DescribeImageRequest, Priority, new_id
 
 
 class ImageBus:
@@ -23,7 +23,16 @@ class ImageBus:
         self._celery = celery
         self._ttl_s = ttl_s
 
-    async def describe(self, session_id: str, item_id: str, index: int, data: bytes, *, frame: bool) -> None:
+    async def describe(
+        self,
+        session_id: str,
+        item_id: str,
+        index: int,
+        data: bytes,
+        *,
+        frame: bool,
+        priority: Priority = "interactive",
+    ) -> None:
         blob = self._keys.blob(new_id("blob"))
         async with self._r.pipeline(transaction=False) as pipe:
             pipe.set(blob, data, ex=self._ttl_s)
@@ -33,6 +42,4 @@ class ImageBus:
         request = DescribeImageRequest(
             session_id=session_id, item_id=item_id, content_index=index, blob_key=blob, frame=frame
         )
-        await asyncio.to_thread(
-            self._celery.send_task, TASK_IMAGE_DESCRIBE, kwargs={"request": request.model_dump(mode="json")}
-        )
+        await asyncio.to_thread(send, self._celery, TASK_IMAGE_DESCRIBE, request.model_dump(mode="json"), priority)

@@ -1,9 +1,10 @@
 """Every message that crosses a process boundary, in one module.
 
-Three families, each a pydantic model tagged by `type`:
+Four families of pydantic models:
 - Realtime client events (websocket, client -> gateway), parsed through `parse_client_event`.
 - Realtime server events (gateway -> client): a compatible subset of the OpenAI Realtime API (GA names).
 - Internal messages (`v: 1`): Celery task payloads and the entries of a response's Redis Stream.
+- HTTP objects of the Files and Batch APIs (OpenAI's shapes), also read by `mmstream batch`.
 """
 
 from __future__ import annotations
@@ -121,6 +122,8 @@ MaxTokens = int | Literal["inf"]
 # How pictures and speech reach the language model: as text (tags, transcripts), as soft tokens
 # (projected embeddings), or both. An mmstream extension of the session object.
 FusionMode = Literal["text", "embed", "both"]
+# Interactive work (a person waiting) goes first; batch work fills the gaps. An mmstream extension.
+Priority = Literal["interactive", "batch"]
 
 
 class PcmFormat(_Wire):
@@ -612,6 +615,10 @@ class GenerateRequest(_Out):
     max_output_tokens: int = Field(ge=1)
     seed: int | None = None
     fusion: FusionMode = "text"
+    priority: Priority = "interactive"
+    # Fail with `media_unavailable` instead of answering without a picture or speech that was never
+    # described (an encoder died): batch lines are retried, a person gets the best answer now.
+    require_media: bool = False
 
 
 class TokenDelta(_Out):
@@ -862,3 +869,87 @@ class AudioStreamRequest(_Out):
 
     v: Literal[1] = 1
     session_id: str
+
+
+# ---------------------------------------------------------------------------------------------
+# HTTP: files and batches (OpenAI's shapes)
+# ---------------------------------------------------------------------------------------------
+
+FilePurpose = Literal["batch", "batch_output"]
+BatchStatus = Literal[
+    "validating", "failed", "in_progress", "finalizing", "completed", "expired", "cancelling", "cancelled"
+]
+BatchEndpoint = Literal["/v1/chat/completions", "/v1/audio/transcriptions"]
+BATCH_ENDS: tuple[BatchStatus, ...] = ("failed", "completed", "expired", "cancelled")
+
+
+class FileObject(_Out):
+    id: str
+    object: Literal["file"] = "file"
+    bytes: int
+    created_at: int
+    expires_at: int | None = None
+    filename: str
+    purpose: FilePurpose
+    status: Literal["processed"] = "processed"
+
+
+class BatchRequestCounts(_Out):
+    total: int = 0
+    completed: int = 0
+    failed: int = 0
+
+
+class BatchError(_Out):
+    code: str
+    message: str
+    param: str | None = None
+    line: int | None = None
+
+
+class BatchErrors(_Out):
+    object: Literal["list"] = "list"
+    data: list[BatchError]
+
+
+class BatchObject(_Out):
+    id: str
+    object: Literal["batch"] = "batch"
+    endpoint: BatchEndpoint
+    errors: BatchErrors | None = None
+    input_file_id: str
+    completion_window: str
+    status: BatchStatus
+    output_file_id: str | None = None
+    error_file_id: str | None = None
+    created_at: int
+    in_progress_at: int | None = None
+    expires_at: int | None = None
+    finalizing_at: int | None = None
+    completed_at: int | None = None
+    failed_at: int | None = None
+    expired_at: int | None = None
+    cancelling_at: int | None = None
+    cancelled_at: int | None = None
+    request_counts: BatchRequestCounts = Field(default_factory=BatchRequestCounts)
+    metadata: dict[str, str] | None = None
+
+
+class BatchLineResponse(_Out):
+    status_code: int
+    request_id: str
+    body: dict[str, Any]
+
+
+class BatchLineError(_Out):
+    code: str
+    message: str
+
+
+class BatchOutputLine(_Out):
+    """One line of a batch's output or error file, keyed by the request's `custom_id`."""
+
+    id: str
+    custom_id: str | None
+    response: BatchLineResponse | None = None
+    error: BatchLineError | None = None

@@ -78,6 +78,7 @@ def run_worker(kind: WorkerKind, settings: Settings, name: str | None = None) ->
     service: WorkerService = module.SERVICE(settings, client, presence)
     module.register(app, service)
     queue, concurrency = spec.queue, spec.concurrency(settings)
+    presence.note(concurrency=concurrency)  # the gateway sizes batch work by it
 
     def on_ready(**_: Any) -> None:
         presence.start()

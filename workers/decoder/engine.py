@@ -6,6 +6,10 @@ generating. New jobs join between steps, finished ones leave, and each job sampl
 settings in its own slice of the KV cache. A slot keeps its cache after a job ends, so the next
 turn of the same conversation only evaluates what is new.
 
+Background jobs (batch work) step only while no interactive job is active: a person's request
+waits at most one step for them, and their prompts are read in smaller chunks to keep that step short.
+Time spent paused does not count against a background job's deadline.
+
 A prompt may hold soft tokens: negative ids standing for vectors in `Job.vectors` (projected
 picture or speech embeddings). llama.cpp takes either ids or vectors in one batch, so a sequence
 reads a run of one kind per step, and vectors are evaluated in their own decode call. A soft
@@ -28,6 +32,10 @@ import numpy.typing as npt
 from workers.decoder.llama import DecodeError, LlamaModel, Sampler, TextStream
 
 log = logging.getLogger(__name__)
+
+# Prompt tokens a background sequence reads per step: a newcomer with a person waiting pays for
+# at most one such step before its own prompt is read.
+_BACKGROUND_CHUNK = 64
 
 DoneStatus = Literal["completed", "cancelled", "incomplete", "failed"]
 
@@ -61,6 +69,7 @@ class Job:
     top_p: float
     seed: int
     deadline: float  # time.monotonic() value
+    background: bool = False  # batch work: steps only while no interactive job is active
     resume: list[int] = field(default_factory=list)
     vectors: dict[int, npt.NDArray[np.float32]] = field(default_factory=dict)  # soft token id -> vector
     cancelled: threading.Event = field(default_factory=threading.Event)
@@ -111,13 +120,19 @@ class Engine:
                 self._wait_for_job()
                 continue
             self._enforce_limits(active)
+            active = [s for s in active if s.job is not None]
+            foreground = [s for s in active if s.job is not None and not s.job.background]
+            stepping = foreground or active
+            started = time.monotonic()
             try:
-                self._step([s for s in active if s.job is not None])
+                self._step(stepping, chunk=self._model.n_batch if foreground else _BACKGROUND_CHUNK)
             except Exception as exc:  # keep serving: fail the jobs in this step, drop their cache
                 log.exception("decode step failed")
-                for slot in active:
+                for slot in stepping:
                     if slot.job is not None:
                         self._finish(slot, Done("failed", error=type(exc).__name__), drop_cache=True)
+            if foreground:
+                self._postpone_paused(active, time.monotonic() - started)
         for slot in self._slots:
             if slot.job is not None:
                 self._finish(slot, Done("failed", reason="shutdown", error="worker shutting down"))
@@ -167,15 +182,22 @@ class Engine:
             elif now > job.deadline:
                 self._finish(slot, self._done(slot, "failed", "time_limit", error="time limit reached"))
 
-    def _step(self, active: list[_Slot]) -> None:
+    @staticmethod
+    def _postpone_paused(active: list[_Slot], seconds: float) -> None:
+        for slot in active:
+            if slot.job is not None and slot.job.background:
+                slot.job.deadline += seconds
+
+    def _step(self, active: list[_Slot], chunk: int) -> None:
         """Evaluate one step across sequences, then sample for each that finished its input.
 
-        Token ids go in one batch; soft tokens (vectors) in a second decode call made first. Each
-        sequence contributes one run of a single kind, so its inputs stay in order.
+        Token ids go in one batch of at most `chunk` prompt tokens (plus one per generating
+        sequence); soft tokens (vectors) in a second decode call made first. Each sequence
+        contributes one run of a single kind, so its inputs stay in order.
         """
         generating = [s for s in active if len(s.pending) == 1]
         prompting = [s for s in active if len(s.pending) > 1]
-        budget = self._model.n_batch - len(generating)
+        budget = min(chunk, self._model.n_batch) - len(generating)
         tokens: list[tuple[int, int, int, bool]] = []
         vectors: list[tuple[int, int, bool]] = []
         rows: list[npt.NDArray[np.float32]] = []

@@ -127,8 +127,8 @@ class DecoderService(ModelService[_Loaded]):
         items = self._wait_for_transcripts(request, owner)
         if items is None:
             return None  # lost the lease while waiting
-        if reason := self._store.cancel_reason(rid):
-            return ResponseFinal(status="cancelled", reason=reason)
+        if (refusal := self._refusal(request, items)) is not None:
+            return refusal
         budget = loaded.model.n_ctx_per_seq - min(request.max_output_tokens, _MIN_REPLY_TOKENS)
         soft: SoftInputs = {}
         if request.fusion != "text":
@@ -159,9 +159,22 @@ class DecoderService(ModelService[_Loaded]):
             top_p=request.top_p,
             seed=request.seed if request.seed is not None else secrets.randbits(32),
             deadline=time.monotonic() + self._settings.decode_time_limit_s,
+            background=request.priority == "batch",
         )
         loaded.engine.submit(job)
         return self._relay(rid, owner, job)
+
+    def _refusal(self, request: GenerateRequest, items: list[MessageItem]) -> ResponseFinal | None:
+        """Why not to answer after all: cancelled while waiting, or media required and missing."""
+        if reason := self._store.cancel_reason(request.response_id):
+            return ResponseFinal(status="cancelled", reason=reason)
+        if request.require_media and any(item.pending_media() for item in items):
+            return ResponseFinal(
+                status="failed",
+                error_code="media_unavailable",
+                error_message="A picture or a recording was not described in time; try again.",
+            )
+        return None
 
     def _wait_for_transcripts(self, request: GenerateRequest, owner: str) -> list[MessageItem] | None:
         """Speech reaches the prompt as its transcript: wait until audio workers have written them.
