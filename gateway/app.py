@@ -8,7 +8,8 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from gateway import health
-from gateway.http import chat, errors, transcriptions
+from gateway.batch.scheduler import BatchScheduler
+from gateway.http import batches, chat, errors, files, transcriptions
 from gateway.http.limits import BodySizeLimit
 from gateway.realtime import router as realtime
 from gateway.services import Services
@@ -18,17 +19,27 @@ from shared.config import Settings
 def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.services = Services.build(settings)
+        services = Services.build(settings)
+        app.state.services = services
+        app.state.batch_scheduler = BatchScheduler(services, services.batches, services.files)
+        app.state.batch_scheduler.start()
         try:
             yield
         finally:
-            await app.state.services.close()
+            await app.state.batch_scheduler.stop()
+            await services.close()
 
     app = FastAPI(title="mmstream", version="0.1.0", lifespan=lifespan)
     errors.install(app)
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes + (64 << 10))
+    app.add_middleware(
+        BodySizeLimit,
+        max_bytes=settings.max_upload_bytes + (64 << 10),
+        larger={"/v1/files": settings.max_batch_file_bytes + (64 << 10)},
+    )
     app.include_router(health.router)
     app.include_router(realtime.router)
     app.include_router(transcriptions.router)
     app.include_router(chat.router)
+    app.include_router(files.router)
+    app.include_router(batches.router)
     return app

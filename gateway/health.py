@@ -6,13 +6,13 @@ worker kind has a live worker with its model loaded; otherwise 503 with the reas
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from redis.exceptions import RedisError
 
+from gateway.presence import live_workers
 from gateway.services import Services
 from shared.config import WORKER_KINDS
 
@@ -32,7 +32,7 @@ async def readyz(request: Request) -> JSONResponse:
     try:
         await services.redis.ping()
         for kind in WORKER_KINDS:
-            workers[kind] = await _live_workers(services, kind)
+            workers[kind] = await live_workers(services.redis, services.keys, kind)
             if not any(w.get("loaded") for w in workers[kind]):
                 state = "none is running" if not workers[kind] else "its model is still loading"
                 reasons.append(f"no {kind} worker is ready: {state}")
@@ -40,9 +40,3 @@ async def readyz(request: Request) -> JSONResponse:
         reasons.append("redis is unreachable")
     body = {"status": "not_ready" if reasons else "ready", "reasons": reasons, "workers": workers}
     return JSONResponse(body, status_code=503 if reasons else 200)
-
-
-async def _live_workers(services: Services, kind: str) -> list[dict[str, Any]]:
-    names = [key async for key in services.redis.scan_iter(match=services.keys.worker_pattern(kind))]
-    values = await services.redis.mget(names) if names else []
-    return [json.loads(v) for v in values if v is not None]

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 import redis.asyncio as aioredis
 from celery import Celery
 
+from gateway.batch.files import FileStore
+from gateway.batch.store import BatchStore
 from shared.audio_bus import AudioBus
 from shared.celery_app import create_celery
 from shared.clients import DecoderClient, JobClient, TranscriptionClient
@@ -28,6 +30,8 @@ class Services:
     audio: AudioBus
     transcriptions: TranscriptionClient
     images: ImageBus
+    files: FileStore
+    batches: BatchStore
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
@@ -49,6 +53,8 @@ class Services:
             audio=audio,
             transcriptions=TranscriptionClient(jobs, settings),
             images=images,
+            files=FileStore(client, keys, ttl_s=settings.files_ttl_s),
+            batches=BatchStore(client, keys, ttl_s=settings.files_ttl_s),
         )
 
     async def close(self) -> None:

@@ -17,11 +17,12 @@ from typing import Any
 
 from celery import Celery
 
-from shared.celery_app import TASK_AUDIO_TRANSCRIBE, TASK_DECODE_GENERATE
+from shared.celery_app import TASK_AUDIO_TRANSCRIBE, TASK_DECODE_GENERATE, send
 from shared.config import Settings
 from shared.messages import (
     FinalEvent,
     GenerateRequest,
+    Priority,
     ResponseFinal,
     StreamEvent,
     TranscribeRequest,
@@ -41,15 +42,28 @@ class JobClient:
         self._settings = settings
 
     async def run(
-        self, task: str, job_id: str, owner: str, payload: dict[str, Any], unavailable: FinalEvent
+        self,
+        task: str,
+        job_id: str,
+        owner: str,
+        payload: dict[str, Any],
+        unavailable: FinalEvent,
+        *,
+        priority: Priority = "interactive",
+        attach: bool = False,
+        detached: bool = False,
     ) -> AsyncIterator[StreamEvent]:
         """Start a job and yield its events, ending with exactly one final event.
 
         `unavailable` is the final event used when no worker takes the job in time. Leaving the
-        iteration early (client gone) cancels the job.
+        iteration early (client gone) cancels the job, unless it is `detached` (batch work, which
+        another gateway may go on following). With `attach`, a job that already exists (started
+        by a gateway that has since stopped) is followed from its first event instead of being
+        started again.
         """
-        await self._store.create(job_id, owner)
-        await self._send(task, payload)
+        if not (attach and await self._store.exists(job_id)):
+            await self._store.create(job_id, owner)
+            await self._send(task, payload, priority)
         last_id = "0-0"
         finished = False
         try:
@@ -62,9 +76,9 @@ class JobClient:
                         finished = True
                         return
                 if not entries:
-                    await self._watch(task, job_id, payload, unavailable)
+                    await self._watch(task, job_id, payload, unavailable, priority)
         finally:
-            if not finished:
+            if not finished and not detached:
                 await asyncio.shield(self.cancel(job_id))
 
     async def cancel(self, job_id: str, reason: str = "client_cancelled") -> None:
@@ -72,17 +86,19 @@ class JobClient:
         await self._store.request_cancel(job_id, reason)
         await self._store.finish_unclaimed(job_id, ResponseFinal(status="cancelled", reason=reason))
 
-    async def _send(self, task: str, payload: dict[str, Any]) -> None:
-        # send_task publishes synchronously through kombu; keep it off the event loop.
-        await asyncio.to_thread(self._celery.send_task, task, kwargs={"request": payload})
+    async def _send(self, task: str, payload: dict[str, Any], priority: Priority) -> None:
+        # Publishing is synchronous in kombu; keep it off the event loop.
+        await asyncio.to_thread(send, self._celery, task, payload, priority)
 
-    async def _watch(self, task: str, job_id: str, payload: dict[str, Any], unavailable: FinalEvent) -> None:
+    async def _watch(
+        self, task: str, job_id: str, payload: dict[str, Any], unavailable: FinalEvent, priority: Priority
+    ) -> None:
         state = await self._store.state(job_id)
         status = state.get("status")
         if status == RUNNING and not await self._store.lease_alive(job_id):
             if await self._store.requeue_if_abandoned(job_id):
                 log.warning("the worker on %s stopped renewing its lease; sending the job again", job_id)
-                await self._send(task, payload)
+                await self._send(task, payload, priority)
         elif status == QUEUED:
             waited = time.time() - float(state.get("queued_at", time.time()))
             if waited > self._settings.decode_queue_timeout_s:
@@ -94,7 +110,9 @@ class DecoderClient:
         self._jobs = jobs
         self._settings = settings
 
-    async def generate(self, request: GenerateRequest) -> AsyncIterator[StreamEvent]:
+    async def generate(
+        self, request: GenerateRequest, *, attach: bool = False, detached: bool = False
+    ) -> AsyncIterator[StreamEvent]:
         """Yield the response's token deltas, ending with exactly one `ResponseFinal`."""
         wait = self._settings.decode_queue_timeout_s
         unavailable = ResponseFinal(
@@ -104,7 +122,14 @@ class DecoderClient:
         )
         payload = request.model_dump(mode="json")
         async for event in self._jobs.run(
-            TASK_DECODE_GENERATE, request.response_id, request.session_id, payload, unavailable
+            TASK_DECODE_GENERATE,
+            request.response_id,
+            request.session_id,
+            payload,
+            unavailable,
+            priority=request.priority,
+            attach=attach,
+            detached=detached,
         ):
             yield event
 
@@ -117,7 +142,14 @@ class TranscriptionClient:
         self._jobs = jobs
         self._settings = settings
 
-    async def transcribe(self, request: TranscribeRequest) -> AsyncIterator[StreamEvent]:
+    async def transcribe(
+        self,
+        request: TranscribeRequest,
+        priority: Priority = "interactive",
+        *,
+        attach: bool = False,
+        detached: bool = False,
+    ) -> AsyncIterator[StreamEvent]:
         """Yield the transcription's segments, ending with exactly one `TranscriptionFinal`."""
         assert request.job_id is not None
         wait = self._settings.decode_queue_timeout_s
@@ -126,7 +158,15 @@ class TranscriptionClient:
             error_code="audio_unavailable",
             error_message=f"No audio worker took the job within {wait:.0f} s.",
         )
+        payload = request.model_dump(mode="json")
         async for event in self._jobs.run(
-            TASK_AUDIO_TRANSCRIBE, request.job_id, "http", request.model_dump(mode="json"), unavailable
+            TASK_AUDIO_TRANSCRIBE,
+            request.job_id,
+            "http",
+            payload,
+            unavailable,
+            priority=priority,
+            attach=attach,
+            detached=detached,
         ):
             yield event

@@ -64,7 +64,9 @@ class Settings(BaseSettings):
         "its own but several times slower when other workers share them.",
     )
     decoder_n_gpu_layers: int = Field(0, ge=-1, description="Layers offloaded to the GPU; -1 means all.")
-    decoder_concurrency: int = Field(1, ge=1, description="Responses one decoder process serves at once.")
+    decoder_concurrency: int = Field(
+        4, ge=1, description="Responses one decoder process serves at once (continuous batching)."
+    )
     max_output_tokens_cap: int = Field(
         2048, ge=1, description="Most tokens one response may generate; 'inf' in a request means this."
     )
@@ -136,6 +138,21 @@ class Settings(BaseSettings):
         description="Speech projector (Whisper encoder states to soft tokens): 'bundled', a path, or 'none'.",
     )
     audio_projector_sha256: str | None = Field(None, description="Expected sha256 of a projector given by path.")
+
+    # --- Files and batches -------------------------------------------------------------------
+    max_batch_file_bytes: int = Field(100 << 20, ge=1024, description="Largest file uploaded to /v1/files.")
+    max_batch_lines: int = Field(50_000, ge=1, description="Most requests in one batch input file.")
+    files_ttl_s: int = Field(
+        7 * 24 * 3600, ge=60, description="How long uploaded files, batch results and finished batches are kept."
+    )
+    batch_decoder_share: float = Field(
+        0.5,
+        gt=0,
+        le=1,
+        description="Share of the live decoders' slots batch requests may hold at once (at least one), so "
+        "interactive requests find a free slot.",
+    )
+    batch_max_attempts: int = Field(3, ge=1, description="Times a batch request that failed transiently is tried.")
 
     # --- Models ------------------------------------------------------------------------------
     models_dir: Path = Field(Path.home() / ".cache" / "mmstream" / "models")

@@ -1,6 +1,8 @@
 """Names of every Redis key the service writes, in one place.
 
-Each key is owned by a session or a response and carries a TTL, so nothing outlives its use.
+Each key is owned by a session, a response, a file or a batch and carries a TTL, so nothing
+outlives its use. The two indexes of files and batches and the set of active batches are pruned
+of entries whose key has gone.
 """
 
 from __future__ import annotations
@@ -87,6 +89,36 @@ class Keys:
     # Uploaded media waiting for a worker (expires on its own).
     def blob(self, blob_id: str) -> str:
         return f"{self.prefix}:blob:{blob_id}"
+
+    # Files (/v1/files): metadata hash and bytes; an index by creation time for listing.
+    def file(self, file_id: str) -> str:
+        return f"{self.prefix}:file:{file_id}"
+
+    def file_data(self, file_id: str) -> str:
+        return f"{self.prefix}:file:{file_id}:data"
+
+    def files_index(self) -> str:
+        return f"{self.prefix}:files"
+
+    # Batches (/v1/batches): the record hash, each line's result, each line's attempt, the lease of
+    # the gateway driving it, an index for listing and the set of batches still to drive.
+    def batch(self, batch_id: str) -> str:
+        return f"{self.prefix}:batch:{batch_id}"
+
+    def batch_results(self, batch_id: str) -> str:
+        return f"{self.prefix}:batch:{batch_id}:results"
+
+    def batch_attempts(self, batch_id: str) -> str:
+        return f"{self.prefix}:batch:{batch_id}:attempts"
+
+    def batch_driver(self, batch_id: str) -> str:
+        return f"{self.prefix}:batch:{batch_id}:driver"
+
+    def batches_index(self) -> str:
+        return f"{self.prefix}:batches"
+
+    def batches_active(self) -> str:
+        return f"{self.prefix}:batches:active"
 
     # Worker presence: one key per worker process, refreshed while its model is loaded.
     def worker(self, kind: str, name: str) -> str:

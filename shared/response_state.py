@@ -195,6 +195,9 @@ class AsyncResponseStore(_Store):
             pipe.expire(key, self._ttl_s)
             await pipe.execute()
 
+    async def exists(self, response_id: str) -> bool:
+        return bool(await self._r.exists(self._keys.response(response_id)))
+
     async def state(self, response_id: str) -> dict[str, str]:
         raw = await self._r.hgetall(self._keys.response(response_id))
         return {_text(k): _text(v) for k, v in raw.items()}

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from gateway.http.errors import error_body
 from gateway.services import Services
 from shared.errors import ErrorCode, ErrorInfo, ErrorType, NotFound
-from shared.messages import TranscribeRequest, TranscriptionFinal, TranscriptSegment, new_id
+from shared.messages import Priority, TranscribeRequest, TranscriptionFinal, TranscriptSegment, new_id
 
 router = APIRouter()
 
@@ -65,28 +65,42 @@ async def create_transcription(request: Request, form: Annotated[TranscriptionFo
         prompt=form.prompt,
         word_timestamps=form.response_format == "verbose_json" and "word" in form.timestamp_granularities,
     )
-    events = services.transcriptions.transcribe(job)
     if form.stream:
-        return StreamingResponse(_sse(events), media_type="text/event-stream")
+        return StreamingResponse(_sse(services.transcriptions.transcribe(job)), media_type="text/event-stream")
+    final, segments = await collect(services, job)
+    if final.status != "completed":
+        status, body = failure(final)
+        return JSONResponse(body, status_code=status)
+    return _render(form.response_format, final, segments)
+
+
+async def collect(
+    services: Services,
+    job: TranscribeRequest,
+    priority: Priority = "interactive",
+    *,
+    attach: bool = False,
+    detached: bool = False,
+) -> tuple[TranscriptionFinal, list[TranscriptSegment]]:
+    """Run a transcription to its end: the final event and the segments before it."""
     segments: list[TranscriptSegment] = []
     final = TranscriptionFinal(status="failed", error_code="server_error", error_message="No result.")
-    async for event in events:
+    async for event in services.transcriptions.transcribe(job, priority, attach=attach, detached=detached):
         if isinstance(event, TranscriptSegment):
             segments.append(event)
         elif isinstance(event, TranscriptionFinal):
             final = event
-    if final.status != "completed":
-        return _failure(final)
-    return _render(form.response_format, final, segments)
+    return final, segments
 
 
-def _failure(final: TranscriptionFinal) -> JSONResponse:
+def failure(final: TranscriptionFinal) -> tuple[int, dict[str, Any]]:
+    """A failed transcription as (HTTP status, OpenAI error object)."""
     code = final.error_code or "server_error"
     status = _FAILURE_STATUS.get(code, 500)
     kind: ErrorType = "invalid_request_error" if status < 500 else "server_error"
     message = final.error_message or "The transcription failed."
     info = ErrorInfo(kind, cast(ErrorCode, code), message, "file" if status == 400 else None, status)
-    return JSONResponse(error_body(info), status_code=status)
+    return status, error_body(info)
 
 
 async def _sse(events: AsyncIterator[Any]) -> AsyncIterator[str]:
@@ -116,15 +130,20 @@ def _event(payload: dict[str, Any]) -> str:
 
 
 def _render(fmt: ResponseFormat, final: TranscriptionFinal, segments: list[TranscriptSegment]) -> Response:
-    usage = {"type": "duration", "seconds": round(final.duration, 3)}
-    if fmt == "json":
-        return JSONResponse({"text": final.text, "usage": usage})
     if fmt == "text":
         return PlainTextResponse(final.text + "\n")
     if fmt == "srt":
         return PlainTextResponse(_subtitles(segments, srt=True))
     if fmt == "vtt":
         return PlainTextResponse("WEBVTT\n\n" + _subtitles(segments, srt=False), media_type="text/vtt")
+    return JSONResponse(json_body(fmt == "verbose_json", final, segments))
+
+
+def json_body(verbose: bool, final: TranscriptionFinal, segments: list[TranscriptSegment]) -> dict[str, Any]:
+    """The `json` or `verbose_json` answer."""
+    usage = {"type": "duration", "seconds": round(final.duration, 3)}
+    if not verbose:
+        return {"text": final.text, "usage": usage}
     body: dict[str, Any] = {
         "task": "transcribe",
         "language": "english" if final.language == "en" else final.language,
@@ -150,7 +169,7 @@ def _render(fmt: ResponseFormat, final: TranscriptionFinal, segments: list[Trans
     words = [w.model_dump() for s in segments for w in s.words or []]
     if words:
         body["words"] = words
-    return JSONResponse(body)
+    return body
 
 
 def _subtitles(segments: list[TranscriptSegment], *, srt: bool) -> str:

@@ -1,0 +1,94 @@
+"""`/v1/batches`, OpenAI-compatible: create, retrieve, list and cancel batches.
+
+Creating a batch only records it (`validating`); a gateway's batch scheduler takes it up at once
+and drives it to its end (see `gateway.batch.runner`).
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import time
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from pydantic import BaseModel, ConfigDict, Field
+
+from gateway.http.files import _page
+from gateway.services import Services
+from shared.errors import InvalidRequest
+from shared.messages import BATCH_ENDS, BatchEndpoint, BatchObject
+
+router = APIRouter()
+
+_WINDOW = re.compile(r"^(\d{1,6})([smh])$")
+_UNIT_S = {"s": 1, "m": 60, "h": 3600}
+_MAX_WINDOW_S = 7 * 24 * 3600
+
+
+class CreateBatch(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    input_file_id: str = Field(max_length=128)
+    endpoint: BatchEndpoint
+    completion_window: str = Field("24h", description="OpenAI's '24h', or any number of s, m or h up to 7 days.")
+    metadata: dict[str, str] | None = Field(None, max_length=16)
+
+
+@router.post("/v1/batches")
+async def create_batch(request: Request, body: CreateBatch) -> BatchObject:
+    services: Services = request.app.state.services
+    window = _window_s(body.completion_window)
+    source = await services.files.get(body.input_file_id)
+    if source.purpose != "batch":
+        raise InvalidRequest("The input file must have been uploaded with purpose 'batch'.", param="input_file_id")
+    now = int(time.time())
+    batch = BatchObject(
+        id=f"batch_{secrets.token_hex(12)}",
+        endpoint=body.endpoint,
+        input_file_id=body.input_file_id,
+        completion_window=body.completion_window,
+        status="validating",
+        created_at=now,
+        expires_at=now + window,
+        metadata=body.metadata,
+    )
+    await services.batches.create(batch)
+    request.app.state.batch_scheduler.wake()
+    return batch
+
+
+@router.get("/v1/batches")
+async def list_batches(
+    request: Request, limit: Annotated[int, Query(ge=1, le=100)] = 20, after: str | None = None
+) -> dict[str, Any]:
+    services: Services = request.app.state.services
+    return _page(await services.batches.page(limit=limit + 1, after=after), limit)
+
+
+@router.get("/v1/batches/{batch_id}")
+async def retrieve_batch(request: Request, batch_id: str) -> BatchObject:
+    services: Services = request.app.state.services
+    return await services.batches.get(batch_id)
+
+
+@router.post("/v1/batches/{batch_id}/cancel")
+async def cancel_batch(request: Request, batch_id: str) -> BatchObject:
+    services: Services = request.app.state.services
+    batch = await services.batches.get(batch_id)
+    if batch.status in BATCH_ENDS or batch.status == "cancelling":
+        if batch.status != "cancelling":
+            raise InvalidRequest(f"Cannot cancel a batch that is {batch.status}.", param="batch_id")
+        return batch
+    await services.batches.transition(
+        batch_id, "cancelling", ("validating", "in_progress"), cancelling_at=int(time.time())
+    )
+    return await services.batches.get(batch_id)
+
+
+def _window_s(text: str) -> int:
+    match = _WINDOW.match(text)
+    seconds = int(match.group(1)) * _UNIT_S[match.group(2)] if match else 0
+    if not 0 < seconds <= _MAX_WINDOW_S:
+        raise InvalidRequest("completion_window must be like '24h' (at most 7 days).", param="completion_window")
+    return seconds

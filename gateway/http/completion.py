@@ -1,0 +1,325 @@
+"""One chat completion, for the HTTP route and for batch lines alike.
+
+A request becomes a short-lived conversation in Redis: its messages are items (pictures go to the
+image workers, speech to the audio workers, as over the websocket), and the decoder answers it
+through the same queue and response stream. `Completion` relays the reply, cuts it at a stop
+sequence (`stops.StopFilter`) and shapes it as OpenAI does: one object, or `chat.completion.chunk`
+server-sent events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import json
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from gateway.http.chat_schema import AudioPart, ChatCompletionRequest, ChatMessage, ImagePart, TextPart
+from gateway.http.errors import error_body
+from gateway.http.stops import StopFilter
+from gateway.realtime.images import image_bytes
+from gateway.services import Services
+from shared.errors import ErrorCode, ErrorInfo, InvalidRequest, NotFound, TooLarge
+from shared.messages import (
+    GenerateRequest,
+    InputAudio,
+    InputImage,
+    InputText,
+    MessageItem,
+    OutputText,
+    Priority,
+    ResponseFinal,
+    TokenDelta,
+    new_id,
+)
+
+_FAILURE_STATUS = {"decoder_unavailable": 503, "timeout": 503, "media_unavailable": 503}
+_cleanups: set[asyncio.Task[None]] = set()
+
+
+@dataclass(frozen=True)
+class Ids:
+    """Where a completion lives in Redis: its conversation and its response."""
+
+    session_id: str
+    response_id: str
+
+    @classmethod
+    def new(cls) -> Ids:
+        return cls(new_id("chat"), new_id("chatcmpl"))
+
+
+def check(services: Services, body: ChatCompletionRequest) -> StopFilter:
+    """Refuse what the service cannot answer before anything is stored."""
+    s = services.settings
+    if not s.accepts_model(body.model):
+        raise NotFound(
+            f"The model '{body.model}' does not exist; use '{s.served_model_name}'.",
+            code="model_not_found",
+            param="model",
+        )
+    if body.n not in (None, 1):
+        raise InvalidRequest("Only n=1 is supported: one choice per request.", param="n")
+    return StopFilter(body.stops())
+
+
+async def start(
+    services: Services,
+    body: ChatCompletionRequest,
+    ids: Ids,
+    *,
+    priority: Priority = "interactive",
+    require_media: bool = False,
+    stored: bool = False,
+    detached: bool = False,
+) -> Completion:
+    """Store the messages (unless `stored`: an earlier gateway did) and describe the response to make.
+
+    A `detached` completion (a batch line) is left running when its reader stops early: the gateway
+    that takes the batch over follows it.
+    """
+    stops = check(services, body)
+    if stored:
+        instructions = _instructions(body.messages)
+        item_ids = await services.sessions.item_ids(ids.session_id)
+    else:
+        instructions, item_ids = await _store_messages(services, ids.session_id, body.messages, priority)
+    s = services.settings
+    limit = body.max_completion_tokens or body.max_tokens or s.max_output_tokens_cap
+    request = GenerateRequest(
+        response_id=ids.response_id,
+        session_id=ids.session_id,
+        item_ids=item_ids,
+        instructions=instructions if instructions is not None else s.default_instructions,
+        temperature=body.temperature if body.temperature is not None else s.default_temperature,
+        top_p=body.top_p if body.top_p is not None else s.default_top_p,
+        max_output_tokens=min(limit, s.max_output_tokens_cap),
+        seed=body.seed,
+        fusion=s.fusion_mode,
+        priority=priority,
+        require_media=require_media,
+    )
+    return Completion(services, request, body.model, stops, attach=stored, detached=detached)
+
+
+def _instructions(messages: list[ChatMessage]) -> str | None:
+    texts = [_plain_text(m, n) for n, m in enumerate(messages) if m.role in ("system", "developer")]
+    return "\n\n".join(texts) if texts else None
+
+
+async def _store_messages(
+    services: Services, session_id: str, messages: list[ChatMessage], priority: Priority
+) -> tuple[str | None, list[str]]:
+    """System and developer messages become the instructions; the others, items of the conversation."""
+    item_ids: list[str] = []
+    for n, message in enumerate(messages):
+        if message.role in ("system", "developer"):
+            continue
+        item = MessageItem(id=new_id("item"), role=message.role, content=[])
+        media: list[tuple[int, bytes, str]] = []  # (content index, data, kind)
+        parts = [TextPart(type="text", text=message.content)] if isinstance(message.content, str) else message.content
+        for part in parts or []:
+            index = len(item.content)
+            if isinstance(part, TextPart):
+                _check_text(part.text, services, f"messages[{n}].content")
+                text = OutputText(type="output_text", text=part.text) if message.role == "assistant" else None
+                item.content.append(text or InputText(type="input_text", text=part.text))
+            elif message.role == "assistant":
+                raise InvalidRequest("Assistant messages hold text only.", param=f"messages[{n}].content")
+            elif isinstance(part, ImagePart):
+                data = await image_bytes(part.image_url.url, services.settings)
+                item.content.append(InputImage(type="input_image", detail=part.image_url.detail))
+                media.append((index, data, "image"))
+            else:
+                if any(kind == "audio" for _, _, kind in media):
+                    raise InvalidRequest("A message holds at most one audio part.", param=f"messages[{n}].content")
+                item.content.append(InputAudio(type="input_audio"))
+                media.append((index, _audio_bytes(part, services, n), "audio"))
+        if not item.content:
+            raise InvalidRequest("A message needs some content.", param=f"messages[{n}].content")
+        assert item.id is not None
+        await services.sessions.add_item(session_id, item, None)
+        item_ids.append(item.id)
+        for index, data, kind in media:
+            if kind == "image":
+                await services.images.describe(session_id, item.id, index, data, frame=False, priority=priority)
+            else:
+                await services.audio.transcribe_item(session_id, item.id, data, encoding="file", priority=priority)
+    return _instructions(messages), item_ids
+
+
+def _plain_text(message: ChatMessage, n: int) -> str:
+    if isinstance(message.content, str):
+        return message.content
+    if message.content and all(isinstance(p, TextPart) for p in message.content):
+        return "".join(p.text for p in message.content if isinstance(p, TextPart))
+    raise InvalidRequest(f"{message.role} messages hold text only.", param=f"messages[{n}].content")
+
+
+def _check_text(text: str, services: Services, param: str) -> None:
+    if len(text) > services.settings.max_text_chars:
+        raise InvalidRequest(f"Text longer than {services.settings.max_text_chars} characters.", param=param)
+
+
+def _audio_bytes(part: AudioPart, services: Services, n: int) -> bytes:
+    limit = services.settings.max_upload_bytes
+    param = f"messages[{n}].content.input_audio.data"
+    if len(part.input_audio.data) > limit * 4 // 3 + 4:
+        raise TooLarge(f"Audio larger than {limit} bytes.", param=param)
+    try:
+        return base64.b64decode(part.input_audio.data, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise InvalidRequest("'input_audio.data' is not valid base64.", code="invalid_audio", param=param) from exc
+
+
+class Completion:
+    """One answer: relays the decoder's stream, cuts it at a stop sequence, shapes it as OpenAI does."""
+
+    def __init__(
+        self,
+        services: Services,
+        request: GenerateRequest,
+        model: str,
+        stops: StopFilter,
+        *,
+        attach: bool = False,
+        detached: bool = False,
+    ) -> None:
+        self._services = services
+        self._request = request
+        self._model = model
+        self._stops = stops
+        self._attach = attach
+        self._detached = detached
+        self._created = int(time.time())
+        self._final: ResponseFinal | None = None
+        self._media: list[dict[str, Any]] = []
+
+    @property
+    def final(self) -> ResponseFinal | None:
+        return self._final
+
+    async def _text(self, *, read_media: bool = False) -> AsyncIterator[str]:
+        """The reply's text as it comes; sets `_final`. Cancels the generation at a stop sequence."""
+        rid = self._request.response_id
+        try:
+            events = self._services.decoder.generate(self._request, attach=self._attach, detached=self._detached)
+            async for event in events:
+                if isinstance(event, TokenDelta) and not self._stops.stopped:
+                    if text := self._stops.push(event.text):
+                        yield text
+                    if self._stops.stopped:
+                        await self._services.decoder.cancel(rid, "stop_sequence")
+                elif isinstance(event, ResponseFinal):
+                    self._final = event
+            if tail := self._stops.flush():
+                yield tail
+            if read_media:
+                self._media = await self._read_media()
+        finally:
+            if self._final is not None or not self._detached:
+                # In a task of its own: when the client went away, this generator is being cancelled.
+                task = asyncio.get_running_loop().create_task(self._clean_up(cancel=self._final is None))
+                _cleanups.add(task)
+                task.add_done_callback(_cleanups.discard)
+
+    async def _read_media(self) -> list[dict[str, Any]]:
+        """What the workers made of the request's pictures and speech (descriptions, transcripts)."""
+        media: list[dict[str, Any]] = []
+        for item_id in self._request.item_ids:
+            try:
+                item = await self._services.sessions.get_item(self._request.session_id, item_id)
+            except InvalidRequest:
+                continue
+            for index, part in enumerate(item.content):
+                if isinstance(part, InputImage):
+                    media.append({"item": item_id, "index": index, "type": "image", "description": part.description})
+                elif isinstance(part, InputAudio):
+                    media.append({"item": item_id, "index": index, "type": "audio", "transcript": part.transcript})
+        return media
+
+    async def _clean_up(self, *, cancel: bool) -> None:
+        if cancel:  # the client went away mid-stream: stop the work
+            await self._services.decoder.cancel(self._request.response_id, "client_disconnected")
+        await self._services.sessions.forget(self._request.session_id)
+
+    def _finish_reason(self) -> str:
+        final = self._final
+        if self._stops.stopped or final is None or final.status == "completed":
+            return "stop"
+        return "length" if final.status == "incomplete" else "stop"
+
+    def _usage(self) -> dict[str, Any]:
+        u = self._final.usage if self._final is not None else None
+        prompt, completion, cached = (u.input_tokens, u.output_tokens, u.cached_tokens) if u else (0, 0, 0)
+        return {
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+            "total_tokens": prompt + completion,
+            "prompt_tokens_details": {"cached_tokens": cached},
+        }
+
+    def failure(self) -> ErrorInfo | None:
+        """Why the response failed, as an HTTP error; None when it produced an answer."""
+        final = self._final
+        if final is None or final.status != "failed" or self._stops.stopped:
+            return None
+        code = final.error_code or "server_error"
+        status = _FAILURE_STATUS.get(code, 500)
+        message = final.error_message or "The decoder failed."
+        error_code: ErrorCode = "decoder_unavailable" if status == 503 else "server_error"
+        return ErrorInfo("server_error", error_code, message, None, status)
+
+    async def whole(self) -> tuple[int, dict[str, Any]]:
+        """The whole answer as (HTTP status, body): a `chat.completion` object or an error object.
+
+        `input_media` (an mmstream extension) says what the workers saw and heard in the request.
+        """
+        text = "".join([piece async for piece in self._text(read_media=True)])
+        if (failure := self.failure()) is not None:
+            return failure.status, error_body(failure)
+        message = {"role": "assistant", "content": text, "refusal": None}
+        choice = {"index": 0, "message": message, "logprobs": None, "finish_reason": self._finish_reason()}
+        body: dict[str, Any] = {
+            "id": self._request.response_id,
+            "object": "chat.completion",
+            "created": self._created,
+            "model": self._model,
+            "choices": [choice],
+            "usage": self._usage(),
+        }
+        if self._media:
+            body["input_media"] = self._media
+        return 200, body
+
+    async def chunks(self, *, include_usage: bool) -> AsyncIterator[str]:
+        yield self._chunk({"role": "assistant", "content": ""})
+        async for text in self._text():
+            yield self._chunk({"content": text})
+        if (failure := self.failure()) is not None:
+            yield _sse(error_body(failure))
+        else:
+            yield self._chunk({}, finish_reason=self._finish_reason())
+            if include_usage:
+                yield _sse({**self._base(), "choices": [], "usage": self._usage()})
+        yield "data: [DONE]\n\n"
+
+    def _base(self) -> dict[str, Any]:
+        return {
+            "id": self._request.response_id,
+            "object": "chat.completion.chunk",
+            "created": self._created,
+            "model": self._model,
+        }
+
+    def _chunk(self, delta: dict[str, Any], finish_reason: str | None = None) -> str:
+        choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
+        return _sse({**self._base(), "choices": [choice]})
+
+
+def _sse(payload: dict[str, Any]) -> str:
+    return f"data: {json.dumps(payload)}\n\n"
