@@ -55,6 +55,18 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--no-speech", action="store_true", help="leave out the spoken questions")
     ev.add_argument("--out", type=Path, default=Path("eval-results.json"))
 
+    batch = sub.add_parser("batch", help="push a folder of pictures and recordings through the Batch API")
+    batch_sub = batch.add_subparsers(dest="what", required=True)
+    brun = batch_sub.add_parser("run", help="send PATH (a folder, or a JSONL of requests); resumable")
+    brun.add_argument("path", type=Path)
+    brun.add_argument("--out", type=Path, default=Path("batch-results.jsonl"), help="results, one JSON per line")
+    brun.add_argument("--url", help="gateway base URL (default: http://HOST:PORT)")
+    brun.add_argument("--model", help="model id (default: MMSTREAM_SERVED_MODEL_NAME)")
+    brun.add_argument("--prompt", default="Describe this picture in one sentence.", help="asked of each picture")
+    brun.add_argument("--audio-prompt", default="", help="asked after each recording (default: answer its speech)")
+    brun.add_argument("--max-tokens", type=int, default=128)
+    brun.add_argument("--chunk", type=int, default=500, help="files per batch")
+
     models = sub.add_parser("models", help="list the configured models, resolving them (sha256-checked)")
     models.add_argument("--json", action="store_true", help="print JSON")
     return p
@@ -133,6 +145,27 @@ def _eval(settings: Settings, args: argparse.Namespace) -> int:
     return evaluate(url, seed=args.seed, per_group=args.per_group, out=args.out, speech=not args.no_speech)
 
 
+def _batch(settings: Settings, args: argparse.Namespace) -> int:
+    import logging
+
+    from cli.batch import BatchOptions, run
+
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per poll drowns the progress bar
+    options = BatchOptions(
+        base_url=args.url or f"http://{settings.host}:{settings.port}",
+        model=args.model or settings.served_model_name,
+        out=args.out,
+        image_prompt=args.prompt,
+        audio_prompt=args.audio_prompt,
+        max_tokens=args.max_tokens,
+        chunk=args.chunk,
+    )
+    if not args.path.exists():
+        print(f"{args.path} does not exist", file=sys.stderr)
+        return 2
+    return run(args.path, options)
+
+
 def _models(settings: Settings, args: argparse.Namespace) -> int:
     from cli.models import list_models
 
@@ -146,6 +179,7 @@ _COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
     "chat": _chat,
     "train": _train,
     "eval": _eval,
+    "batch": _batch,
     "models": _models,
 }
 
