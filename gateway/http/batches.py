@@ -14,7 +14,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from gateway.http.files import _page
+from gateway.http.files import list_page
 from gateway.services import Services
 from shared.errors import InvalidRequest
 from shared.messages import BATCH_ENDS, BatchEndpoint, BatchObject
@@ -63,7 +63,7 @@ async def list_batches(
     request: Request, limit: Annotated[int, Query(ge=1, le=100)] = 20, after: str | None = None
 ) -> dict[str, Any]:
     services: Services = request.app.state.services
-    return _page(await services.batches.page(limit=limit + 1, after=after), limit)
+    return list_page(await services.batches.page(limit=limit + 1, after=after), limit)
 
 
 @router.get("/v1/batches/{batch_id}")

@@ -40,7 +40,7 @@ async def list_files(
 ) -> dict[str, Any]:
     services: Services = request.app.state.services
     data = await services.files.page(purpose=purpose, limit=limit + 1, after=after, newest_first=order == "desc")
-    return _page(data, limit)
+    return list_page(data, limit)
 
 
 @router.get("/v1/files/{file_id}")
@@ -65,7 +65,7 @@ async def delete_file(request: Request, file_id: str) -> dict[str, Any]:
     return {"id": file_id, "object": "file", "deleted": True}
 
 
-def _page(data: list[Any], limit: int) -> dict[str, Any]:
+def list_page(data: list[Any], limit: int) -> dict[str, Any]:
     """An OpenAI list page: `data`, `has_more` and the ids at its ends."""
     page = data[:limit]
     return {
