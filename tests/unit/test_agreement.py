@@ -66,3 +66,17 @@ def test_finish_commits_the_rest_and_state_round_trips():
     assert restored.finish() == [" good", " morning", " everyone"]
     assert restored.text() == " good morning everyone"
     assert restored.pending == []
+
+
+def test_a_sentence_mark_the_next_word_contradicts_is_dropped():
+    buffer = HypothesisBuffer()
+    buffer.insert(split_words(" What is the capital?"))
+    buffer.insert(split_words(" What is the capital? of France"))
+    assert buffer.text() == " What is the capital"
+    assert buffer.insert(split_words(" What is the capital of France?")) == [" of"]
+    assert buffer.finish() == [" France?"]
+    assert buffer.text() == " What is the capital of France?"
+    kept = HypothesisBuffer()
+    kept.insert(split_words(" Stop. Then go"))
+    kept.insert(split_words(" Stop. Then go on"))
+    assert kept.text() == " Stop. Then go"

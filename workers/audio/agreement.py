@@ -32,6 +32,15 @@ def key(word: str) -> str:
     return _NON_WORD.sub("", word.lower())
 
 
+def _unclosed(word: str, following: str | None) -> str:
+    """A word as it is committed: a sentence mark the next word contradicts (it goes on in lower
+    case: "capital? of") is where a window once ended, not where the speaker did."""
+    stripped = following.lstrip() if following else ""
+    if stripped[:1].islower() and word.rstrip()[-1:] in ".?!":
+        return word.rstrip().rstrip(".?!")
+    return word
+
+
 @dataclass
 class HypothesisBuffer:
     committed: list[str] = field(default_factory=list)
@@ -44,10 +53,10 @@ class HypothesisBuffer:
         # hypothesis waits while it carries punctuation, until more audio (or the end) settles it.
         settled = fresh[:-1] if fresh and fresh[-1].rstrip()[-1:] in _CLOSING else fresh
         agreed: list[str] = []
-        for old, new in zip(self.pending, settled, strict=False):
+        for i, (old, new) in enumerate(zip(self.pending, settled, strict=False)):
             if key(old) != key(new) or not key(new):
                 break
-            agreed.append(new)
+            agreed.append(_unclosed(new, fresh[i + 1] if i + 1 < len(fresh) else None))
         self.committed.extend(agreed)
         self.pending = fresh[len(agreed) :]
         return agreed
