@@ -24,7 +24,8 @@ class AudioInputBuffer:
         self._max_samples = int(max_seconds * TARGET_RATE)
         self._format = fmt
         self._converter = _converter(fmt)
-        self.buffered_samples = 0  # since the last commit or clear
+        self.buffered_samples = 0  # since the last commit or clear (with server VAD: of this speech)
+        self.speaking = False  # server VAD heard speech start, and no commit since
         self.item_id = new_id("item")  # what the buffer becomes when the client commits it
 
     def set_format(self, fmt: AudioFormat) -> None:
@@ -37,7 +38,10 @@ class AudioInputBuffer:
             )
         self._format, self._converter = fmt, _converter(fmt)
 
-    async def append(self, audio_b64: str) -> None:
+    async def append(self, audio_b64: str, *, vad: bool = False) -> None:
+        """Check, convert and forward one chunk. With server VAD, silence before speech is not kept
+        by the workers, so only speech counts against the buffer's limit: an open microphone may
+        stay open in a quiet room."""
         try:
             data = base64.b64decode(audio_b64, validate=True)
         except (binascii.Error, ValueError) as exc:
@@ -48,6 +52,8 @@ class AudioInputBuffer:
             raise InvalidRequest(
                 f"Audio is not valid {self._format.type}: {exc}.", code="invalid_audio", param="audio"
             ) from exc
+        if vad and not self.speaking:
+            self.buffered_samples = 0
         if self.buffered_samples + len(samples) > self._max_samples:
             raise InvalidRequest(
                 f"The input audio buffer holds at most {self._max_samples / TARGET_RATE:.0f} s; commit or clear it.",
@@ -83,6 +89,7 @@ class AudioInputBuffer:
 
     def _reset(self) -> None:
         self.buffered_samples = 0
+        self.speaking = False
         self.item_id = new_id("item")
 
 

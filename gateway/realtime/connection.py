@@ -227,7 +227,7 @@ class RealtimeConnection:
     # --- input audio ----------------------------------------------------------------------------
 
     async def _audio_append(self, event: InputAudioBufferAppend) -> None:
-        await self._audio.append(event.audio)
+        await self._audio.append(event.audio, vad=self.session.audio.input.turn_detection is not None)
 
     async def _audio_commit(self, _event: Any) -> None:
         self._audio.check_commit()
@@ -338,6 +338,7 @@ class RealtimeConnection:
                         await self.send_error(exc, None)
 
     async def _on_speech_started(self, event: SpeechStarted) -> None:
+        self._audio.speaking = True
         await self.send(InputAudioBufferSpeechStarted(audio_start_ms=event.audio_start_ms, item_id=event.item_id))
         vad = self.session.audio.input.turn_detection
         if vad is not None and vad.interrupt_response and self._response_id is not None:
