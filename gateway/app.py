@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from gateway import health
+from gateway import health, webpage
 from gateway.batch.scheduler import BatchScheduler
 from gateway.http import batches, chat, errors, files, transcriptions
 from gateway.http.limits import BodySizeLimit
@@ -42,4 +42,5 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(chat.router)
     app.include_router(files.router)
     app.include_router(batches.router)
+    webpage.install(app)
     return app

@@ -1,0 +1,75 @@
+"""The web chat page in a real browser: Debian's chromium driven by Playwright, fake media devices.
+
+A typed question, an uploaded picture and a spoken question (espeak-ng speech played as the
+microphone) each get the expected reply on the page; a screenshot is saved beside the test logs.
+"""
+
+from __future__ import annotations
+
+import io
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import Stack
+from tests.pictures import picture
+from tests.speech import silence, speak, wav_bytes
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+pytestmark = pytest.mark.skipif(
+    not Path(CHROMIUM).exists(), reason="needs Debian's chromium (apt-get install chromium; .ci/run does)"
+)
+
+
+async def test_typed_pictured_and_spoken_questions_are_answered(stack: Stack, tmp_path: Path):
+    from playwright.async_api import async_playwright, expect
+
+    expect.set_options(timeout=60_000)
+
+    speech = tmp_path / "question.wav"
+    speech.write_bytes(wav_bytes(silence(0.5) + speak("What is the capital of France?") + silence(2.5)))
+    png = tmp_path / "red-circle.png"
+    buffer = io.BytesIO()
+    picture("circle", "red").save(buffer, format="PNG")
+    png.write_bytes(buffer.getvalue())
+    args = [
+        "--use-fake-ui-for-media-stream",
+        "--use-fake-device-for-media-stream",
+        f"--use-file-for-fake-audio-capture={speech}%noloop",
+        "--autoplay-policy=no-user-gesture-required",
+    ]
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=CHROMIUM, args=args)
+        page = await browser.new_page()
+        page.set_default_timeout(60_000)
+        problems: list[str] = []
+        page.on("pageerror", lambda exc: problems.append(str(exc)))
+        try:
+            await page.goto(stack.http + "/?temperature=0")
+            await expect(page.locator("#status")).to_have_text("connected")
+
+            await page.click("#mic")
+            await expect(page.locator("#mic")).to_have_attribute("aria-pressed", "true")
+            await expect(page.locator("li.user.spoken")).to_contain_text("France", ignore_case=True)
+            await expect(page.locator("li.assistant").nth(0)).to_contain_text("Paris")
+            # The conversation reads in order: the spoken question sits above its answer.
+            order = await page.locator("#log li").evaluate_all("items => items.map(i => i.className)")
+            assert order == ["user spoken", "assistant"], order
+            await page.click("#mic")
+
+            await page.fill("#text", "What is the capital of Italy? Answer in one word.")
+            await page.click("#send")
+            await expect(page.locator("li.assistant").nth(1)).to_contain_text("Rome")
+
+            await page.fill("#text", "What colour is the shape in the picture? Answer with one word.")
+            await page.set_input_files("#picture", str(png))
+            await expect(page.locator("li.user img")).to_have_count(1)
+            await expect(page.locator("li.assistant").nth(2)).to_contain_text("red", ignore_case=True)
+
+            await expect(page.locator("#error")).to_be_hidden()
+            assert not problems, problems
+        finally:
+            await page.screenshot(path=str(stack.log_dir / "web-chat.png"), full_page=True)
+            await browser.close()
