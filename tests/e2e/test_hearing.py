@@ -219,3 +219,14 @@ async def test_bad_audio_gets_errors_and_the_session_goes_on(stack: Stack):
         done = (await rt.until("conversation.item.input_audio_transcription.completed"))[-1]
         assert "capital" in done["transcript"].lower()
         assert np.all([e["type"] != "conversation.item.input_audio_transcription.failed" for e in rt.events])
+
+
+async def test_an_open_microphone_in_a_quiet_room_never_fills_the_buffer(stack: Stack):
+    """With server VAD, silence is not kept, so only speech counts against the 30 s limit."""
+    async with realtime(stack.ws) as rt:
+        await stream_audio(rt, silence(35), pace=0)
+        await stream_audio(rt, silence(0.3) + speak(QUESTION) + silence(1.5), pace=0)
+        done = (await rt.until("conversation.item.input_audio_transcription.completed"))[-1]
+        assert "capital" in done["transcript"].lower()
+        assert not [e for e in rt.events if e["type"] == "error"], rt.events
+        await rt.until("response.done")
