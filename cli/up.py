@@ -33,9 +33,10 @@ class _Child:
     args: list[str]
     proc: subprocess.Popen[bytes] | None = None
     restarts: list[float] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)  # this child's own settings
 
     def start(self, env: dict[str, str]) -> None:
-        self.proc = subprocess.Popen(self.args, env=env, start_new_session=True)
+        self.proc = subprocess.Popen(self.args, env={**env, **self.env}, start_new_session=True)
         log.info("started %s (pid %d)", self.name, self.proc.pid)
 
 
@@ -67,6 +68,9 @@ def up(settings: Settings) -> int:
     }
     cmd = [sys.executable, "-m", "cli.main"]
     workers = [_Child(f"{kind} worker", [*cmd, "worker", kind]) for kind in WORKER_KINDS]
+    if settings.metrics_port:  # one port each: the given one and the next ones
+        for n, child in enumerate(workers):
+            child.env["MMSTREAM_METRICS_PORT"] = str(settings.metrics_port + n)
     gateway = _Child("gateway", [*cmd, "gateway"])
     children = [*workers, gateway]
     for child in children:

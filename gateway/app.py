@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from gateway import health, webpage
+from gateway import health, metrics, webpage
 from gateway.batch.scheduler import BatchScheduler
 from gateway.http import batches, chat, errors, files, transcriptions
 from gateway.http.limits import BodySizeLimit
@@ -37,6 +37,7 @@ def create_app(settings: Settings) -> FastAPI:
         larger={"/v1/files": settings.max_batch_file_bytes + (64 << 10)},
     )
     app.include_router(health.router)
+    app.include_router(metrics.router)
     app.include_router(realtime.router)
     app.include_router(transcriptions.router)
     app.include_router(chat.router)

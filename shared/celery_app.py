@@ -28,6 +28,7 @@ TASK_IMAGE_DESCRIBE: Final = "image.describe"
 # the highest number first, from queues declared with x-max-priority.
 _REDIS_PRIORITY: Final[dict[Priority, int]] = {"interactive": 0, "batch": 9}
 _AMQP_PRIORITY: Final[dict[Priority, int]] = {"interactive": 9, "batch": 0}
+_KOMBU_SEP: Final = "\x06\x16"  # kombu's separator between a queue's name and its priority step
 
 
 def _is_amqp(broker_url: str) -> bool:
@@ -76,3 +77,14 @@ def send(app: Celery, task: str, payload: dict[str, Any], priority: Priority = "
     """Publish a task by name with its payload as the one keyword argument (blocking: run it in a thread)."""
     table = _AMQP_PRIORITY if _is_amqp(app.conf.broker_url or "") else _REDIS_PRIORITY
     app.send_task(task, kwargs={"request": payload}, priority=table[priority])
+
+
+def redis_queue_lists(broker_url: str, queues: tuple[str, ...]) -> dict[tuple[str, Priority], str]:
+    """The Redis list holding each queue's tasks of each priority; empty for an AMQP broker."""
+    if _is_amqp(broker_url):
+        return {}
+    lists: dict[tuple[str, Priority], str] = {}
+    for queue in queues:
+        for priority, step in _REDIS_PRIORITY.items():
+            lists[(queue, priority)] = queue if step == 0 else f"{queue}{_KOMBU_SEP}{step}"
+    return lists

@@ -158,6 +158,9 @@ class Settings(BaseSettings):
     models_dir: Path = Field(Path.home() / ".cache" / "mmstream" / "models")
     allow_downloads: bool = Field(False, description="Let the resolver fetch 'hf:' models from the hub.")
 
+    metrics_port: int = Field(
+        0, ge=0, le=65535, description="A worker serves Prometheus metrics on this port (0: not at all)."
+    )
     log_level: LogLevel = "INFO"
 
     @computed_field  # type: ignore[prop-decorator]

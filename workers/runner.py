@@ -81,6 +81,10 @@ def run_worker(kind: WorkerKind, settings: Settings, name: str | None = None) ->
     presence.note(concurrency=concurrency)  # the gateway sizes batch work by it
 
     def on_ready(**_: Any) -> None:
+        if settings.metrics_port:
+            from shared.metrics import serve_worker_metrics
+
+            serve_worker_metrics(settings.metrics_port)
         presence.start()
         threading.Thread(target=_warm_up, args=(service,), name="warm-up", daemon=True).start()
 

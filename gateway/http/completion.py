@@ -36,6 +36,7 @@ from shared.messages import (
     TokenDelta,
     new_id,
 )
+from shared.metrics import TIME_TO_FIRST_TOKEN
 
 _FAILURE_STATUS = {"decoder_unavailable": 503, "timeout": 503, "media_unavailable": 503}
 _cleanups: set[asyncio.Task[None]] = set()
@@ -208,9 +209,13 @@ class Completion:
         rid = self._request.response_id
         try:
             events = self._services.decoder.generate(self._request, attach=self._attach, detached=self._detached)
+            started, first = time.perf_counter(), True
             async for event in events:
                 if isinstance(event, TokenDelta) and not self._stops.stopped:
                     if text := self._stops.push(event.text):
+                        if first and self._request.priority == "interactive":
+                            TIME_TO_FIRST_TOKEN.labels("http").observe(time.perf_counter() - started)
+                        first = False
                         yield text
                     if self._stops.stopped:
                         await self._services.decoder.cancel(rid, "stop_sequence")

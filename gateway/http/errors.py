@@ -14,9 +14,11 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from shared.errors import ErrorCode, ErrorInfo, MMStreamError, error_info
+from shared.metrics import ERRORS
 
 
 def error_body(info: ErrorInfo) -> dict[str, Any]:
+    ERRORS.labels(info.code).inc()
     return {"error": {"message": info.message, "type": info.type, "param": info.param, "code": info.code}}
 
 

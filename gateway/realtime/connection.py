@@ -72,6 +72,7 @@ from shared.messages import (
     new_id,
     parse_client_event,
 )
+from shared.metrics import ERRORS
 
 log = logging.getLogger(__name__)
 
@@ -144,6 +145,7 @@ class RealtimeConnection:
 
     async def send_error(self, exc: BaseException, event_id: str | None) -> None:
         info = error_info(exc)
+        ERRORS.labels(info.code).inc()
         detail = ErrorDetail(type=info.type, code=info.code, message=info.message, param=info.param, event_id=event_id)
         await self.send(ErrorEvent(error=detail))
 

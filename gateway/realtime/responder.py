@@ -7,6 +7,7 @@ reply stays in the conversation as far as it got, as in the Realtime API.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 from typing import TypedDict
 
@@ -34,6 +35,7 @@ from shared.messages import (
     Usage,
     new_id,
 )
+from shared.metrics import TIME_TO_FIRST_TOKEN
 from shared.sessions import SessionStore
 
 Send = Callable[[ServerEvent], Awaitable[None]]
@@ -68,10 +70,13 @@ async def stream_response(
 
     pieces: list[str] = []
     final = ResponseFinal(status="failed", error_code="server_error", error_message="No final event.")
+    started = time.perf_counter()
     async for event in decoder.generate(request):
         if isinstance(event, ResponseFinal):
             final = event
         elif isinstance(event, TokenDelta) and event.text:
+            if not pieces:
+                TIME_TO_FIRST_TOKEN.labels("realtime").observe(time.perf_counter() - started)
             pieces.append(event.text)
             await send(ResponseOutputTextDelta(**where, delta=event.text))
 

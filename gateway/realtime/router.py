@@ -7,6 +7,7 @@ from fastapi import APIRouter, WebSocket
 from gateway.realtime.connection import RealtimeConnection
 from gateway.services import Services
 from shared.messages import ErrorDetail, ErrorEvent
+from shared.metrics import ACTIVE_SESSIONS
 
 router = APIRouter()
 
@@ -39,4 +40,8 @@ async def realtime(ws: WebSocket, model: str | None = None) -> None:
         await ws.send_text(ErrorEvent(error=error).model_dump_json())
         await ws.close(code=1008)
         return
-    await RealtimeConnection(ws, services).run()
+    ACTIVE_SESSIONS.inc()
+    try:
+        await RealtimeConnection(ws, services).run()
+    finally:
+        ACTIVE_SESSIONS.dec()

@@ -34,6 +34,7 @@ from shared.messages import (
     TranscriptWord,
     audio_log_adapter,
 )
+from shared.metrics import TRANSCRIPTION_SECONDS, WORKER_ERRORS, timed
 from shared.models import ResolvedModel, resolve_model
 from shared.response_state import ResponseStore
 from shared.sessions import SessionWriter
@@ -114,8 +115,11 @@ class AudioService(ModelService[_Models]):
             if not self._r.set(lock, token, nx=True, px=_LOCK_MS):
                 return  # another worker is at it; it looks again after releasing the lock
             try:
-                while self._pass(sid):
-                    pass
+                while True:
+                    with timed(TRANSCRIPTION_SECONDS.labels("stream_pass").observe):
+                        more = self._pass(sid)
+                    if not more:
+                        break
             finally:
                 self._release(keys=[lock], args=[token])
             if self._caught_up(sid):
@@ -197,8 +201,10 @@ class AudioService(ModelService[_Models]):
         if self._jobs.claim(job_id, owner, self._settings.max_attempts) != "ok":
             return
         try:
-            final = self._run_job(request, job_id, owner)
+            with timed(TRANSCRIPTION_SECONDS.labels("file").observe):
+                final = self._run_job(request, job_id, owner)
         except BadAudio as exc:
+            WORKER_ERRORS.labels("audio", "invalid_audio").inc()
             final = TranscriptionFinal(
                 status="failed", error_code="invalid_audio", error_message=f"Invalid audio: {exc}."
             )

@@ -19,6 +19,7 @@ import redis
 
 from shared.config import Settings
 from shared.messages import GenerateRequest, MessageItem, ResponseFinal, TokenDelta, TokenUsage
+from shared.metrics import DECODER_ACTIVE, DECODER_FIRST_TOKEN, DECODER_TOKENS, DECODER_TOKENS_PER_S
 from shared.models import ResolvedModel, resolve_model
 from shared.response_state import ResponseStore
 from shared.sessions import load_items
@@ -162,7 +163,11 @@ class DecoderService(ModelService[_Loaded]):
             background=request.priority == "batch",
         )
         loaded.engine.submit(job)
-        return self._relay(rid, owner, job)
+        DECODER_ACTIVE.inc()
+        try:
+            return self._relay(rid, owner, job)
+        finally:
+            DECODER_ACTIVE.dec()
 
     def _refusal(self, request: GenerateRequest, items: list[MessageItem]) -> ResponseFinal | None:
         """Why not to answer after all: cancelled while waiting, or media required and missing."""
@@ -200,13 +205,23 @@ class DecoderService(ModelService[_Loaded]):
     def _relay(self, rid: str, owner: str, job: Job) -> ResponseFinal | None:
         """Forward the job's tokens to Redis until it is done; None when the response was let go."""
         next_renew = next_cancel_check = 0.0
+        submitted, first_at, tokens = time.perf_counter(), 0.0, 0
         while True:
             deltas, done = _drain(job.events)
+            if deltas:
+                first_at = first_at or time.perf_counter()
+                if tokens == 0:
+                    DECODER_FIRST_TOKEN.observe(first_at - submitted)
+                new = sum(len(d.token_ids) for d in deltas)
+                tokens += new
+                DECODER_TOKENS.inc(new)
             if deltas and not self._store.append(rid, owner, deltas):
                 log.warning("response %s: lease lost; another worker owns it now", rid)
                 self._abandon(job)
                 return None
             if done is not None:
+                if tokens > 1 and (spent := time.perf_counter() - first_at) > 0:
+                    DECODER_TOKENS_PER_S.observe((tokens - 1) / spent)
                 return _final(done)
             now = time.monotonic()
             if self._stopping.is_set():

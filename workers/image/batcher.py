@@ -17,6 +17,8 @@ from concurrent.futures import Future
 
 import torch
 
+from shared.metrics import IMAGE_BATCH_SECONDS, IMAGE_BATCH_SIZE, timed
+
 log = logging.getLogger(__name__)
 
 
@@ -59,8 +61,10 @@ class MicroBatcher:
 
     def _process(self, batch: list[tuple[torch.Tensor, Future[torch.Tensor]]]) -> None:
         self.batch_sizes[len(batch)] += 1
+        IMAGE_BATCH_SIZE.observe(len(batch))
         try:
-            out = self._run(torch.stack([pixels for pixels, _ in batch]))
+            with timed(IMAGE_BATCH_SECONDS.observe):
+                out = self._run(torch.stack([pixels for pixels, _ in batch]))
         except Exception as exc:
             log.exception("embedding a batch of %d failed", len(batch))
             for _, future in batch:

@@ -32,6 +32,7 @@ from shared.messages import (
     InputImage,
     SessionEvent,
 )
+from shared.metrics import WORKER_ERRORS
 from shared.models import resolve_model
 from shared.sessions import SessionWriter
 from workers.base import ModelService
@@ -111,6 +112,7 @@ class ImageService(ModelService[_Loaded]):
         try:
             picture = decode_image(self._blob(request.blob_key), max_pixels=self._settings.max_image_pixels)
         except BadImage as exc:
+            WORKER_ERRORS.labels("image", "invalid_image").inc()
             self._writer.set_description(sid, item_id, request.content_index, "")
             self._emit(
                 sid,
