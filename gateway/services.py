@@ -41,7 +41,8 @@ class Services:
         sessions = SessionStore(client, keys, ttl_s=settings.session_ttl_s, max_items=settings.max_conversation_items)
         responses = AsyncResponseStore(client, keys, ttl_s=settings.session_ttl_s)
         audio = AudioBus(client, keys, celery, ttl_s=settings.session_ttl_s)
-        jobs = JobClient(responses, celery, settings)
+        # The broker's queues are readable when the broker is this Redis (the default).
+        jobs = JobClient(responses, celery, settings, broker=client if settings.broker_url is None else None)
         images = ImageBus(client, keys, celery, ttl_s=settings.session_ttl_s)
         return cls(
             settings=settings,

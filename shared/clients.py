@@ -15,9 +15,10 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+import redis.asyncio as aioredis
 from celery import Celery
 
-from shared.celery_app import TASK_AUDIO_TRANSCRIBE, TASK_DECODE_GENERATE, send
+from shared.celery_app import TASK_AUDIO_TRANSCRIBE, TASK_DECODE_GENERATE, redis_queue_lists, send
 from shared.config import Settings
 from shared.messages import (
     FinalEvent,
@@ -36,10 +37,14 @@ _BLOCK_MS = 500
 
 
 class JobClient:
-    def __init__(self, store: AsyncResponseStore, celery: Celery, settings: Settings) -> None:
+    def __init__(
+        self, store: AsyncResponseStore, celery: Celery, settings: Settings, broker: aioredis.Redis | None = None
+    ) -> None:
         self._store = store
         self._celery = celery
         self._settings = settings
+        self._broker = broker  # the broker's Redis, to see whether a job's task still waits in its queue
+        self._resent: dict[str, float] = {}  # job id -> when its task was last sent again
 
     async def run(
         self,
@@ -78,6 +83,7 @@ class JobClient:
                 if not entries:
                     await self._watch(task, job_id, payload, unavailable, priority)
         finally:
+            self._resent.pop(job_id, None)
             if not finished and not detached:
                 await asyncio.shield(self.cancel(job_id))
 
@@ -103,6 +109,26 @@ class JobClient:
             waited = time.time() - float(state.get("queued_at", time.time()))
             if waited > self._settings.decode_queue_timeout_s:
                 await self._store.finish_unclaimed(job_id, unavailable)
+            elif await self._lost(task, job_id, waited):
+                # A worker took the task and died before starting it: the broker would hand it out
+                # again only after its visibility timeout. A second copy is harmless (claims are atomic).
+                log.warning("the task of %s is neither queued nor started; sending it again", job_id)
+                self._resent[job_id] = time.monotonic()
+                await self._send(task, payload, priority)
+
+    async def _lost(self, task: str, job_id: str, waited: float) -> bool:
+        """Whether a queued job's task has left the queue without being started.
+
+        Workers take a task only when a thread is free for it and claim it at once, so a job still
+        queued a while after its queue ran empty had its task taken by a worker that died.
+        """
+        grace = max(10.0, 4 * self._settings.lease_ttl_s)
+        if self._broker is None or waited < grace or time.monotonic() - self._resent.get(job_id, 0.0) < grace:
+            return False
+        queue = task.split(".", 1)[0]
+        lists = redis_queue_lists(self._settings.celery_broker_url, (queue,))
+        lengths = [await self._broker.llen(key) for key in lists.values()]
+        return bool(lists) and not any(lengths)
 
 
 class DecoderClient:
