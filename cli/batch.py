@@ -18,7 +18,7 @@ import mimetypes
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,7 @@ class BatchOptions:
     audio_prompt: str
     max_tokens: int
     chunk: int
+    headers: dict[str, str] = field(default_factory=dict)  # the API key, when the service wants one
     poll_s: float = 1.0
 
 
@@ -55,7 +56,7 @@ def run(path: Path, options: BatchOptions) -> int:
     todo = [r for r in requests if r.custom_id not in done]
     print(f"{len(requests)} requests, {len(requests) - len(todo)} already in {options.out}", file=sys.stderr)
     bar = _Bar(len(requests), len(requests) - len(todo))
-    with httpx.Client(base_url=options.base_url, timeout=60) as client:
+    with httpx.Client(base_url=options.base_url, headers=options.headers, timeout=60) as client:
         try:
             resumed = _resume(client, options, bar)
             todo = [r for r in todo if r.custom_id not in resumed]

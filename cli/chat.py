@@ -21,14 +21,16 @@ def chat(
 ) -> int:
     url = url or f"ws://{settings.host}:{settings.port}/v1/realtime"
     try:
-        return asyncio.run(_chat(url, instructions, temperature, once))
+        return asyncio.run(_chat(url, settings.auth_headers(), instructions, temperature, once))
     except (OSError, websockets.WebSocketException) as exc:
         print(f"cannot talk to {url}: {exc}", file=sys.stderr)
         return 1
 
 
-async def _chat(url: str, instructions: str | None, temperature: float | None, once: str | None) -> int:
-    async with websockets.connect(url, max_size=None) as ws:
+async def _chat(
+    url: str, headers: dict[str, str], instructions: str | None, temperature: float | None, once: str | None
+) -> int:
+    async with websockets.connect(url, max_size=None, additional_headers=headers) as ws:
         await _expect(ws, "session.created")
         patch: dict[str, Any] = {"type": "realtime"}
         if instructions is not None:

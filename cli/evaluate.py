@@ -92,9 +92,9 @@ def _content(question: Question, picture: bool, speech: bool) -> list[dict[str, 
     return parts
 
 
-async def ask(url: str, question: Question, condition: str) -> str:
+async def ask(url: str, question: Question, condition: str, headers: dict[str, str] | None = None) -> str:
     mode, picture, speech = CONDITIONS[condition]
-    async with websockets.connect(url, max_size=None) as ws:
+    async with websockets.connect(url, max_size=None, additional_headers=headers) as ws:
         session = {"type": "realtime", "instructions": INSTRUCTIONS, "temperature": 0.0, "fusion": mode}
         session["max_output_tokens"] = 48
         await ws.send(json.dumps({"type": "session.update", "session": session}))
@@ -112,13 +112,15 @@ async def ask(url: str, question: Question, condition: str) -> str:
     raise RuntimeError("the connection closed before the response was done")
 
 
-async def run_eval(url: str, questions: list[Question], *, concurrency: int = 2) -> list[dict[str, Any]]:
+async def run_eval(
+    url: str, questions: list[Question], *, concurrency: int = 2, headers: dict[str, str] | None = None
+) -> list[dict[str, Any]]:
     gate = asyncio.Semaphore(concurrency)
     results: list[dict[str, Any]] = []
 
     async def one(question: Question, condition: str) -> None:
         async with gate:
-            answer = await ask(url, question, condition)
+            answer = await ask(url, question, condition, headers)
         results.append(
             {
                 "id": question.id,
@@ -150,10 +152,12 @@ def summarise(questions: list[Question], results: list[dict[str, Any]]) -> dict[
     return out
 
 
-def evaluate(url: str, *, seed: int, per_group: int, out: Path, speech: bool = True) -> int:
+def evaluate(
+    url: str, *, seed: int, per_group: int, out: Path, speech: bool = True, headers: dict[str, str] | None = None
+) -> int:
     questions = question_set(seed, per_group, speech=speech)
     started = time.monotonic()
-    results = asyncio.run(run_eval(url, questions))
+    results = asyncio.run(run_eval(url, questions, headers=headers))
     summary = summarise(questions, results)
     print(f"{len(questions)} questions, {len(results)} answers in {time.monotonic() - started:.0f} s")
     for modality, groups in summary.items():

@@ -142,7 +142,14 @@ def _eval(settings: Settings, args: argparse.Namespace) -> int:
     from cli.evaluate import evaluate
 
     url = args.url or f"ws://{settings.host}:{settings.port}/v1/realtime"
-    return evaluate(url, seed=args.seed, per_group=args.per_group, out=args.out, speech=not args.no_speech)
+    return evaluate(
+        url,
+        seed=args.seed,
+        per_group=args.per_group,
+        out=args.out,
+        speech=not args.no_speech,
+        headers=settings.auth_headers(),
+    )
 
 
 def _batch(settings: Settings, args: argparse.Namespace) -> int:
@@ -159,6 +166,7 @@ def _batch(settings: Settings, args: argparse.Namespace) -> int:
         audio_prompt=args.audio_prompt,
         max_tokens=args.max_tokens,
         chunk=args.chunk,
+        headers=settings.auth_headers(),
     )
     if not args.path.exists():
         print(f"{args.path} does not exist", file=sys.stderr)

@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from gateway import health, metrics, webpage
+from gateway.auth import ApiKeyGuard, Keys
 from gateway.batch.scheduler import BatchScheduler
 from gateway.http import batches, chat, errors, files, transcriptions
 from gateway.http.limits import BodySizeLimit
@@ -36,6 +37,8 @@ def create_app(settings: Settings) -> FastAPI:
         max_bytes=settings.max_upload_bytes + (64 << 10),
         larger={"/v1/files": settings.max_batch_file_bytes + (64 << 10)},
     )
+    # Added last, so it runs first: nothing is read before the caller is known.
+    app.add_middleware(ApiKeyGuard, keys=Keys.from_settings(settings))
     app.include_router(health.router)
     app.include_router(metrics.router)
     app.include_router(realtime.router)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, computed_field
+from pydantic import Field, SecretStr, computed_field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.messages import FusionMode
@@ -34,6 +34,17 @@ class Settings(BaseSettings):
         Path.home() / ".cache" / "mmstream" / "redis",
         description="Where `mmstream up` keeps the data of a Redis it starts itself.",
     )
+
+    # --- Access ------------------------------------------------------------------------------
+    api_keys: list[SecretStr] = Field(
+        default_factory=list, description="API keys clients must present (JSON list). None: loopback clients only."
+    )
+    api_keys_file: Path | None = Field(None, description="A file of API keys, one per line.")
+    api_key: SecretStr | None = Field(None, description="The key mmstream's own clients (chat, eval, batch) present.")
+
+    def auth_headers(self) -> dict[str, str]:
+        """What mmstream's own clients send to be let in."""
+        return {} if self.api_key is None else {"Authorization": f"Bearer {self.api_key.get_secret_value()}"}
 
     # --- Gateway -----------------------------------------------------------------------------
     host: str = "127.0.0.1"

@@ -86,7 +86,7 @@ class BatchRunner:
     async def _read_input(self, batch: BatchObject) -> Parsed | None:
         """The input file's lines; None when the batch failed because none can be read."""
         try:
-            data = await self._files.content(batch.input_file_id)
+            data = await self._files.content(batch.input_file_id, None)
         except NotFound:
             await self._fail(batch, [BatchError(code="file_not_found", message="The input file no longer exists.")])
             return None
@@ -243,7 +243,8 @@ class BatchRunner:
     async def _write(self, lines: Iterable[str], kind: str) -> str:
         data = ("\n".join(lines) + "\n").encode()
         name = f"{self._id}_{kind}.jsonl"
-        obj = await self._files.create(data, name, "batch_output", file_id=f"file-{self._id}-{kind}")
+        owner = await self._store.owner(self._id)
+        obj = await self._files.create(data, name, "batch_output", owner, file_id=f"file-{self._id}-{kind}")
         return obj.id
 
 

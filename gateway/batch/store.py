@@ -63,11 +63,11 @@ class BatchStore:
 
     # --- the record -----------------------------------------------------------------------------
 
-    async def create(self, batch: BatchObject) -> None:
+    async def create(self, batch: BatchObject, owner: str) -> None:
         """Store a new batch; it stays active until it ends, and its keys outlive its window by `ttl_s`."""
         k = self._keys
         window = max(0, (batch.expires_at or batch.created_at) - batch.created_at)
-        fields = _encode(batch)
+        fields = {**_encode(batch), "owner": owner}
         async with self._r.pipeline(transaction=True) as pipe:
             pipe.hset(k.batch(batch.id), mapping=cast(Any, fields))
             pipe.expire(k.batch(batch.id), window + self._ttl_s)
@@ -75,13 +75,22 @@ class BatchStore:
             pipe.sadd(k.batches_active(), batch.id)
             await pipe.execute()
 
-    async def get(self, batch_id: str) -> BatchObject:
-        raw = await self._r.hgetall(self._keys.batch(batch_id))
-        if not raw:
-            raise NotFound(f"No such batch: '{batch_id}'.", param="batch_id")
-        return _decode({_text(key): _text(value) for key, value in raw.items()})
+    async def get(self, batch_id: str, owner: str | None = None) -> BatchObject:
+        """A batch, if `owner` (None: the service itself) may see it."""
+        return (await self._get(batch_id, owner))[0]
 
-    async def page(self, *, limit: int, after: str | None) -> list[BatchObject]:
+    async def owner(self, batch_id: str) -> str:
+        return (await self._get(batch_id, None))[1]
+
+    async def _get(self, batch_id: str, owner: str | None) -> tuple[BatchObject, str]:
+        raw = await self._r.hgetall(self._keys.batch(batch_id))
+        fields = {_text(key): _text(value) for key, value in raw.items()}
+        found = fields.pop("owner", "")
+        if not fields or (owner is not None and found != owner):
+            raise NotFound(f"No such batch: '{batch_id}'.", param="batch_id")
+        return _decode(fields), found
+
+    async def page(self, *, owner: str, limit: int, after: str | None) -> list[BatchObject]:
         """Newest first, after the batch `after`; entries whose batch expired are pruned."""
         index = self._keys.batches_index()
         ids = [_text(i) for i in await self._r.zrange(index, 0, -1, desc=True)]
@@ -90,10 +99,13 @@ class BatchStore:
         out: list[BatchObject] = []
         for batch_id in ids:
             try:
-                out.append(await self.get(batch_id))
+                batch, found = await self._get(batch_id, None)
             except NotFound:
                 await self._r.zrem(index, batch_id)
                 continue
+            if found != owner:
+                continue
+            out.append(batch)
             if len(out) >= limit:
                 break
         return out

@@ -14,6 +14,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
+from gateway.auth import owner_of
 from gateway.http.files import list_page
 from gateway.services import Services
 from shared.errors import InvalidRequest
@@ -39,7 +40,8 @@ class CreateBatch(BaseModel):
 async def create_batch(request: Request, body: CreateBatch) -> BatchObject:
     services: Services = request.app.state.services
     window = _window_s(body.completion_window)
-    source = await services.files.get(body.input_file_id)
+    owner = owner_of(request.state)
+    source = await services.files.get(body.input_file_id, owner)
     if source.purpose != "batch":
         raise InvalidRequest("The input file must have been uploaded with purpose 'batch'.", param="input_file_id")
     now = int(time.time())
@@ -53,7 +55,7 @@ async def create_batch(request: Request, body: CreateBatch) -> BatchObject:
         expires_at=now + window,
         metadata=body.metadata,
     )
-    await services.batches.create(batch)
+    await services.batches.create(batch, owner)
     request.app.state.batch_scheduler.wake()
     return batch
 
@@ -63,27 +65,28 @@ async def list_batches(
     request: Request, limit: Annotated[int, Query(ge=1, le=100)] = 20, after: str | None = None
 ) -> dict[str, Any]:
     services: Services = request.app.state.services
-    return list_page(await services.batches.page(limit=limit + 1, after=after), limit)
+    return list_page(await services.batches.page(owner=owner_of(request.state), limit=limit + 1, after=after), limit)
 
 
 @router.get("/v1/batches/{batch_id}")
 async def retrieve_batch(request: Request, batch_id: str) -> BatchObject:
     services: Services = request.app.state.services
-    return await services.batches.get(batch_id)
+    return await services.batches.get(batch_id, owner_of(request.state))
 
 
 @router.post("/v1/batches/{batch_id}/cancel")
 async def cancel_batch(request: Request, batch_id: str) -> BatchObject:
     services: Services = request.app.state.services
-    batch = await services.batches.get(batch_id)
-    if batch.status in BATCH_ENDS or batch.status == "cancelling":
-        if batch.status != "cancelling":
-            raise InvalidRequest(f"Cannot cancel a batch that is {batch.status}.", param="batch_id")
+    owner = owner_of(request.state)
+    batch = await services.batches.get(batch_id, owner)
+    if batch.status == "cancelling":
         return batch
+    if batch.status in BATCH_ENDS:
+        raise InvalidRequest(f"Cannot cancel a batch that is {batch.status}.", param="batch_id")
     await services.batches.transition(
         batch_id, "cancelling", ("validating", "in_progress"), cancelling_at=int(time.time())
     )
-    return await services.batches.get(batch_id)
+    return await services.batches.get(batch_id, owner)
 
 
 def _window_s(text: str) -> int:

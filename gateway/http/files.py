@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Form, Query, Request, UploadFile
 from fastapi.responses import Response
 
+from gateway.auth import owner_of
 from gateway.services import Services
 from shared.errors import InvalidRequest, TooLarge
 from shared.messages import FileObject
@@ -27,7 +28,7 @@ async def upload_file(request: Request, file: UploadFile, purpose: Annotated[str
     data = await file.read(limit + 1)
     if len(data) > limit:
         raise TooLarge(f"The file is larger than {limit} bytes.", param="file")
-    return await services.files.create(data, file.filename or "upload.jsonl", "batch")
+    return await services.files.create(data, file.filename or "upload.jsonl", "batch", owner_of(request.state))
 
 
 @router.get("/v1/files")
@@ -39,21 +40,23 @@ async def list_files(
     order: Literal["asc", "desc"] = "desc",
 ) -> dict[str, Any]:
     services: Services = request.app.state.services
-    data = await services.files.page(purpose=purpose, limit=limit + 1, after=after, newest_first=order == "desc")
+    data = await services.files.page(
+        owner=owner_of(request.state), purpose=purpose, limit=limit + 1, after=after, newest_first=order == "desc"
+    )
     return list_page(data, limit)
 
 
 @router.get("/v1/files/{file_id}")
 async def retrieve_file(request: Request, file_id: str) -> FileObject:
     services: Services = request.app.state.services
-    return await services.files.get(file_id)
+    return await services.files.get(file_id, owner_of(request.state))
 
 
 @router.get("/v1/files/{file_id}/content")
 async def file_content(request: Request, file_id: str) -> Response:
     services: Services = request.app.state.services
-    obj = await services.files.get(file_id)
-    data = await services.files.content(file_id)
+    obj = await services.files.get(file_id, owner_of(request.state))
+    data = await services.files.content(file_id, owner_of(request.state))
     media_type = "application/jsonl" if obj.filename.endswith(".jsonl") else "application/octet-stream"
     return Response(data, media_type=media_type)
 
@@ -61,7 +64,7 @@ async def file_content(request: Request, file_id: str) -> Response:
 @router.delete("/v1/files/{file_id}")
 async def delete_file(request: Request, file_id: str) -> dict[str, Any]:
     services: Services = request.app.state.services
-    await services.files.delete(file_id)
+    await services.files.delete(file_id, owner_of(request.state))
     return {"id": file_id, "object": "file", "deleted": True}
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, WebSocket
 
+from gateway.auth import chosen_subprotocol
 from gateway.realtime.connection import RealtimeConnection
 from gateway.services import Services
 from shared.messages import ErrorDetail, ErrorEvent
@@ -29,7 +30,7 @@ async def realtime(ws: WebSocket, model: str | None = None) -> None:
     Any bad event gets an `error` event and the connection stays open.
     """
     services: Services = ws.app.state.services
-    await ws.accept()
+    await ws.accept(subprotocol=chosen_subprotocol(ws.scope))
     if model is not None and not services.settings.accepts_model(model):
         error = ErrorDetail(
             type="invalid_request_error",

@@ -8,6 +8,7 @@ const errorBox = $("error");
 const status = $("status");
 const stop = $("stop");
 
+const KEY_STORE = "mmstream-api-key"; // this tab only
 const RATE = 24000; // PCM16 mono at 24 kHz: the Realtime API's default input format
 let ws;
 let replies = new Map(); // response id -> its bubble
@@ -17,12 +18,24 @@ let camera = null; // {stream, timer}
 
 function connect() {
   const url = `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/v1/realtime`;
-  ws = new WebSocket(url);
+  // A browser cannot set headers on a websocket: the API key rides in a subprotocol, as with OpenAI.
+  const key = sessionStorage.getItem(KEY_STORE);
+  ws = new WebSocket(url, key ? ["realtime", `openai-insecure-api-key.${key}`] : ["realtime"]);
+  let opened = false;
   ws.onopen = () => {
+    opened = true;
     status.textContent = "connected";
     configure();
   };
   ws.onclose = () => {
+    if (!opened) {
+      const entered = prompt(key ? "That API key was refused. API key:" : "This server needs an API key:");
+      if (entered) {
+        sessionStorage.setItem(KEY_STORE, entered.trim());
+        connect();
+        return;
+      }
+    }
     status.textContent = "disconnected";
     showError("The connection to the server closed. Reload the page to reconnect.");
     stopMic();
