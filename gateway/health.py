@@ -12,9 +12,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from redis.exceptions import RedisError
 
-from gateway.presence import live_workers
 from gateway.services import Services
 from shared.config import WORKER_KINDS
+from shared.worker_presence import live_workers
 
 router = APIRouter()
 

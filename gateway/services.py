@@ -42,7 +42,7 @@ class Services:
         responses = AsyncResponseStore(client, keys, ttl_s=settings.session_ttl_s)
         audio = AudioBus(client, keys, celery, ttl_s=settings.session_ttl_s)
         # The broker's queues are readable when the broker is this Redis (the default).
-        jobs = JobClient(responses, celery, settings, broker=client if settings.broker_url is None else None)
+        jobs = JobClient(responses, celery, settings, client, broker=client if settings.broker_url is None else None)
         images = ImageBus(client, keys, celery, ttl_s=settings.session_ttl_s)
         return cls(
             settings=settings,

@@ -20,6 +20,7 @@ from celery import Celery
 
 from shared.celery_app import TASK_AUDIO_TRANSCRIBE, TASK_DECODE_GENERATE, redis_queue_lists, send
 from shared.config import Settings
+from shared.keys import Keys
 from shared.messages import (
     FinalEvent,
     GenerateRequest,
@@ -30,21 +31,33 @@ from shared.messages import (
     TranscriptionFinal,
 )
 from shared.response_state import QUEUED, RUNNING, AsyncResponseStore
+from shared.worker_presence import live_workers
 
 log = logging.getLogger(__name__)
 
 _BLOCK_MS = 500
+# A worker process announces itself within seconds of starting; a job waiting longer than this
+# while no worker of its kind exists fails at once.
+_ABSENT_GRACE_S = 5.0
 
 
 class JobClient:
     def __init__(
-        self, store: AsyncResponseStore, celery: Celery, settings: Settings, broker: aioredis.Redis | None = None
+        self,
+        store: AsyncResponseStore,
+        celery: Celery,
+        settings: Settings,
+        client: aioredis.Redis,
+        broker: aioredis.Redis | None = None,
     ) -> None:
         self._store = store
         self._celery = celery
         self._settings = settings
+        self._client = client  # the service's Redis: worker presence
+        self._keys = Keys(settings.key_prefix)
         self._broker = broker  # the broker's Redis, to see whether a job's task still waits in its queue
         self._resent: dict[str, float] = {}  # job id -> when its task was last sent again
+        self._alive: dict[str, tuple[float, bool]] = {}  # worker kind -> (when looked, any running)
 
     async def run(
         self,
@@ -107,14 +120,27 @@ class JobClient:
                 await self._send(task, payload, priority)
         elif status == QUEUED:
             waited = time.time() - float(state.get("queued_at", time.time()))
+            kind = task.split(".", 1)[0]
             if waited > self._settings.decode_queue_timeout_s:
                 await self._store.finish_unclaimed(job_id, unavailable)
+            elif waited > _ABSENT_GRACE_S and not await self._kind_alive(kind):
+                # No worker of the kind at all: say so now rather than after the queue timeout.
+                message = f"No {kind} worker is running (start one: mmstream worker {kind})."
+                await self._store.finish_unclaimed(job_id, unavailable.model_copy(update={"error_message": message}))
             elif await self._lost(task, job_id, waited):
                 # A worker took the task and died before starting it: the broker would hand it out
                 # again only after its visibility timeout. A second copy is harmless (claims are atomic).
                 log.warning("the task of %s is neither queued nor started; sending it again", job_id)
                 self._resent[job_id] = time.monotonic()
                 await self._send(task, payload, priority)
+
+    async def _kind_alive(self, kind: str) -> bool:
+        """Whether any worker of a kind is running; read at most every few seconds (it scans keys)."""
+        checked_at, alive = self._alive.get(kind, (0.0, True))
+        if time.monotonic() - checked_at > _ABSENT_GRACE_S / 2:
+            alive = bool(await live_workers(self._client, self._keys, kind))
+            self._alive[kind] = (time.monotonic(), alive)
+        return alive
 
     async def _lost(self, task: str, job_id: str, waited: float) -> bool:
         """Whether a queued job's task has left the queue without being started.

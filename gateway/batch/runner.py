@@ -22,7 +22,6 @@ from gateway.batch.execute import Outcome, run_line
 from gateway.batch.files import FileStore
 from gateway.batch.lines import BadLine, Line, Parsed, parse
 from gateway.batch.store import BatchStore
-from gateway.presence import slots
 from gateway.services import Services
 from shared.errors import NotFound
 from shared.messages import (
@@ -34,6 +33,7 @@ from shared.messages import (
     BatchOutputLine,
     BatchStatus,
 )
+from shared.worker_presence import slots
 
 log = logging.getLogger(__name__)
 

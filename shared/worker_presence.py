@@ -1,4 +1,4 @@
-"""What the gateway reads of worker presence (see `workers.presence`): the live workers of a kind."""
+"""What the gateway reads of worker presence (`workers.presence` writes it): the live workers of a kind."""
 
 from __future__ import annotations
 
