@@ -6,6 +6,7 @@ websocket, as the subprotocol `openai-insecure-api-key.<key>` (as with OpenAI's 
 With no key configured the service is open to clients on this machine only, and says so in the
 log. `/healthz`, `/readyz` and the web page's static files are always open; they hold no data.
 
+It also spends the caller's request budget for `/v1` HTTP routes (`gateway.quotas`: 429 when spent).
 Every key is compared in constant time with each configured key. A caller is known by a digest of
 its key (`owner`), which is what files and batches record; the key itself is never stored, logged
 or echoed.
@@ -24,6 +25,7 @@ from typing import Any
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from shared.config import Settings
+from shared.errors import RateLimited
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +106,12 @@ class ApiKeyGuard:
             await _refuse(scope, receive, send, message)
             return
         scope.setdefault("state", {})["owner"] = owner
+        if scope["type"] == "http" and scope["path"].startswith("/v1/"):
+            try:
+                await scope["app"].state.services.quotas.take(owner, "requests")
+            except RateLimited as exc:
+                await _refuse(scope, receive, send, exc.message, status=429, retry_after=exc.retry_after_s)
+                return
         await self.app(scope, receive, send)
 
     def _owner(self, scope: Scope) -> str | None:
@@ -122,17 +130,20 @@ def _is_open(path: str) -> bool:
     return path in _OPEN_PATHS or path.startswith(_OPEN_PREFIXES)
 
 
-async def _refuse(scope: Scope, receive: Receive, send: Send, message: str) -> None:
+async def _refuse(
+    scope: Scope, receive: Receive, send: Send, message: str, *, status: int = 401, retry_after: float | None = None
+) -> None:
     if scope["type"] == "websocket":
         await receive()  # websocket.connect; closing before accepting answers the handshake with 403
         await send({"type": "websocket.close", "code": 1008, "reason": "unauthorized"})
         return
-    error = {"message": message, "type": "invalid_request_error", "param": None, "code": "invalid_api_key"}
+    code = "invalid_api_key" if status == 401 else "rate_limit_exceeded"
+    error = {"message": message, "type": "invalid_request_error", "param": None, "code": code}
     body = json.dumps({"error": error}).encode()
-    headers = [
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(body)).encode()),
-        (b"www-authenticate", b"Bearer"),
-    ]
-    await send({"type": "http.response.start", "status": 401, "headers": headers})
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    if status == 401:
+        headers.append((b"www-authenticate", b"Bearer"))
+    if retry_after is not None:
+        headers.append((b"retry-after", str(max(1, round(retry_after))).encode()))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

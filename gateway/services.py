@@ -9,6 +9,7 @@ from celery import Celery
 
 from gateway.batch.files import FileStore
 from gateway.batch.store import BatchStore
+from gateway.quotas import Quotas
 from shared.audio_bus import AudioBus
 from shared.celery_app import create_celery
 from shared.clients import DecoderClient, JobClient, TranscriptionClient
@@ -32,6 +33,7 @@ class Services:
     images: ImageBus
     files: FileStore
     batches: BatchStore
+    quotas: Quotas
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
@@ -56,6 +58,7 @@ class Services:
             images=images,
             files=FileStore(client, keys, ttl_s=settings.files_ttl_s),
             batches=BatchStore(client, keys, ttl_s=settings.files_ttl_s),
+            quotas=Quotas(client, keys, settings),
         )
 
     async def close(self) -> None:

@@ -46,6 +46,14 @@ class Settings(BaseSettings):
         """What mmstream's own clients send to be let in."""
         return {} if self.api_key is None else {"Authorization": f"Bearer {self.api_key.get_secret_value()}"}
 
+    # --- Limits per API key (0: none) ----------------------------------------------------------
+    limit_sessions_per_key: int = Field(100, ge=0, description="Realtime sessions open at once.")
+    limit_requests_per_minute: int = Field(
+        1200, ge=0, description="HTTP requests to /v1 and response.create events, per minute."
+    )
+    limit_audio_seconds_per_minute: float = Field(1800.0, ge=0, description="Seconds of input audio per minute.")
+    limit_frames_per_minute: int = Field(1200, ge=0, description="Pictures (camera frames included) per minute.")
+
     # --- Gateway -----------------------------------------------------------------------------
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)

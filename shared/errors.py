@@ -33,6 +33,7 @@ ErrorCode = Literal[
     "invalid_image",
     "image_too_large",
     "audio_unavailable",
+    "rate_limit_exceeded",
     "decoder_unavailable",
     "server_error",
 ]
@@ -76,6 +77,16 @@ class NotFound(InvalidRequest):
 
 class TooLarge(InvalidRequest):
     status = 413
+
+
+class RateLimited(InvalidRequest):
+    """A per-key budget is spent (see `gateway.quotas`)."""
+
+    status = 429
+
+    def __init__(self, message: str, *, retry_after_s: float | None = None) -> None:
+        super().__init__(message, code="rate_limit_exceeded")
+        self.retry_after_s = retry_after_s
 
 
 @dataclass(frozen=True)

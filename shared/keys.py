@@ -120,6 +120,13 @@ class Keys:
     def batches_active(self) -> str:
         return f"{self.prefix}:batches:active"
 
+    # Per-key budgets (gateway.quotas): a counter per key, budget and minute; the key's open sessions.
+    def quota(self, owner: str, budget: str, minute: int) -> str:
+        return f"{self.prefix}:quota:{owner}:{budget}:{minute}"
+
+    def quota_sessions(self, owner: str) -> str:
+        return f"{self.prefix}:quota:{owner}:sessions"
+
     # Worker presence: one key per worker process, refreshed while its model is loaded.
     def worker(self, kind: str, name: str) -> str:
         return f"{self.prefix}:worker:{kind}:{name}"

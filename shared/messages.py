@@ -400,6 +400,18 @@ class ErrorEvent(_ServerEvent):
     error: ErrorDetail
 
 
+class RateLimit(_Out):
+    name: Literal["requests", "audio_seconds", "frames"]
+    limit: float
+    remaining: float
+    reset_seconds: float
+
+
+class RateLimitsUpdated(_ServerEvent):
+    type: Literal["rate_limits.updated"] = "rate_limits.updated"
+    rate_limits: list[RateLimit]
+
+
 class SessionCreated(_ServerEvent):
     type: Literal["session.created"] = "session.created"
     session: Session
@@ -595,6 +607,7 @@ ServerEvent = (
     | InputAudioTranscriptionCompleted
     | InputAudioTranscriptionFailed
     | ConversationItemInputImageDropped
+    | RateLimitsUpdated
 )
 
 # ---------------------------------------------------------------------------------------------

@@ -38,10 +38,17 @@ class AudioInputBuffer:
             )
         self._format, self._converter = fmt, _converter(fmt)
 
+    def seconds_in(self, audio_b64: str) -> float:
+        """How long a chunk lasts, from its size alone (to charge it before it is forwarded)."""
+        size = len(audio_b64) * 3 // 4
+        rate = getattr(self._format, "rate", None)
+        return size / (2 * rate) if rate else size / 8000  # PCM16 at its rate, or G.711 at 8 kHz
+
     async def append(self, audio_b64: str, *, vad: bool = False) -> None:
-        """Check, convert and forward one chunk. With server VAD, silence before speech is not kept
-        by the workers, so only speech counts against the buffer's limit: an open microphone may
-        stay open in a quiet room."""
+        """Check, convert and forward one chunk.
+
+        With server VAD, silence before speech is not kept by the workers, so only speech counts
+        against the buffer's limit: an open microphone may stay open in a quiet room."""
         try:
             data = base64.b64decode(audio_b64, validate=True)
         except (binascii.Error, ValueError) as exc:

@@ -18,12 +18,14 @@ from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from gateway.auth import owner_of
+from gateway.quotas import Budget
 from gateway.realtime.audio_input import AudioInputBuffer
 from gateway.realtime.images import image_bytes
 from gateway.realtime.items import check_length, checked_item
 from gateway.realtime.responder import stream_response
 from gateway.services import Services
-from shared.errors import InvalidRequest, error_info
+from shared.errors import InvalidRequest, RateLimited, error_info
 from shared.messages import (
     CLIENT_EVENT_TYPES,
     AudioCommitted,
@@ -53,6 +55,8 @@ from shared.messages import (
     InputAudioTranscriptionDelta,
     InputAudioTranscriptionFailed,
     MessageItem,
+    RateLimit,
+    RateLimitsUpdated,
     Response,
     ResponseCancel,
     ResponseCreate,
@@ -84,6 +88,7 @@ class RealtimeConnection:
     def __init__(self, ws: WebSocket, services: Services) -> None:
         self._ws = ws
         self._services = services
+        self._owner = owner_of(ws.state)  # whose budgets this session spends (gateway.quotas)
         self._settings = s = services.settings
         self._send_lock = asyncio.Lock()
         self._response_id: str | None = None
@@ -123,6 +128,18 @@ class RealtimeConnection:
         }
 
     async def run(self) -> None:
+        try:
+            await self._services.quotas.open_session(self._owner, self.session.id)
+        except RateLimited as exc:
+            await self.send_error(exc, None)
+            await self._ws.close(code=1008)
+            return
+        try:
+            await self._serve()
+        finally:
+            await self._services.quotas.close_session(self._owner, self.session.id)
+
+    async def _serve(self) -> None:
         await self._services.sessions.save(self.session)
         await self.send(SessionCreated(session=self.session))
         relay = asyncio.create_task(self._relay_worker_events(), name=f"relay-{self.session.id}")
@@ -200,6 +217,8 @@ class RealtimeConnection:
 
     async def _item_create(self, event: ConversationItemCreate) -> None:
         checked = checked_item(event.item, self._settings, self.session.audio.input.format)
+        if checked.pictures:
+            await self._spend("frames", len(checked.pictures))
         pictures = [(index, await image_bytes(url, self._settings)) for index, url in checked.pictures]
         item = checked.item
         assert item.id is not None
@@ -229,6 +248,7 @@ class RealtimeConnection:
     # --- input audio ----------------------------------------------------------------------------
 
     async def _audio_append(self, event: InputAudioBufferAppend) -> None:
+        await self._spend("audio_seconds", self._audio.seconds_in(event.audio), report=False)
         await self._audio.append(event.audio, vad=self.session.audio.input.turn_detection is not None)
 
     async def _audio_commit(self, _event: Any) -> None:
@@ -247,7 +267,15 @@ class RealtimeConnection:
     # --- responses ------------------------------------------------------------------------------
 
     async def _response_create(self, event: ResponseCreate) -> None:
+        await self._spend("requests")
         await self._start_response(event.response)
+
+    async def _spend(self, budget: Budget, amount: float = 1.0, *, report: bool = True) -> None:
+        """Take from one of the key's budgets (RateLimited when spent) and say what is left."""
+        left = await self._services.quotas.take(self._owner, budget, amount)
+        if left is not None and report:
+            limit = RateLimit(name=budget, limit=left.limit, remaining=left.remaining, reset_seconds=left.reset_seconds)
+            await self.send(RateLimitsUpdated(rate_limits=[limit]))
 
     async def _start_response(self, params: ResponseParams) -> None:
         if self._response_task is not None:
