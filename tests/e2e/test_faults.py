@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import httpx
@@ -36,3 +37,54 @@ async def test_a_missing_worker_kind_fails_fast_and_clearly(fresh_redis_url, tmp
                 "/v1/audio/transcriptions", files={"file": ("a.wav", audio)}, data={"model": "whisper-1"}
             )
             assert heard.status_code == 503 and "No audio worker" in heard.json()["error"]["message"]
+
+
+async def test_redis_stopped_for_ten_seconds_and_restarted(tmp_path):
+    """Gateway and workers reconnect by themselves; new sessions work within 5 s of Redis coming back."""
+    from cli.redis_server import start_server
+    from tests.helpers import free_port
+
+    port = free_port()
+    data = tmp_path / "redis"
+    data.mkdir()
+    redis_proc = start_server(port, data_dir=data)
+    url = f"redis://127.0.0.1:{port}/0"
+    try:
+        with running_stack(url, tmp_path / "logs", decoders=1, audio=0, image=0, lease_ttl_s="2") as stack:
+            async with realtime(stack.ws) as rt:
+                await rt.send(user_message("What is the capital of France? Answer in one word."))
+                await rt.send({"type": "response.create"})
+                assert (await rt.until("response.done"))[-1]["response"]["status"] == "completed"
+            redis_proc.terminate()
+            redis_proc.wait(10)
+            await asyncio.sleep(10)
+            redis_proc = start_server(port, data_dir=data)
+            back = time.monotonic()
+            answered = None
+
+            async def one_turn() -> str:
+                async with realtime(stack.ws, temperature=None) as rt:
+                    await rt.send(user_message("What is the capital of Italy? Answer in one word."))
+                    await rt.send({"type": "response.create"})
+                    while (event := await rt.next())["type"] not in ("response.done", "error"):
+                        pass
+                    return (
+                        "completed"
+                        if event["type"] == "response.done" and event["response"]["status"] == "completed"
+                        else "no"
+                    )
+
+            while answered is None and time.monotonic() - back < 60:
+                try:
+                    if await asyncio.wait_for(one_turn(), 15) == "completed":
+                        answered = time.monotonic() - back
+                    else:
+                        await asyncio.sleep(0.5)
+                except Exception:  # noqa: BLE001 - the gateway or the decoder may still be reconnecting
+                    await asyncio.sleep(0.5)
+            assert answered is not None, stack.logs()
+            assert answered < 10, answered  # a new session's first answer, the decoder's reconnection included
+            print(f"answered {answered:.1f} s after Redis came back")
+    finally:
+        redis_proc.terminate()
+        redis_proc.wait(10)
