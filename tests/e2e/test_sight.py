@@ -104,7 +104,8 @@ async def test_camera_frames_newest_wins_and_duplicates_are_dropped(stack: Stack
             elif event["type"] == "conversation.item.done":
                 described.append(event["item"]["id"])
         added = [e["item"]["id"] for e in rt.events if e["type"] == "conversation.item.added"]
-        assert described[-1] == added[-1], "the newest frame is always described"
+        # The newest frame is always described (frames described in one batch may finish in any order).
+        assert added[-1] in described, "the newest frame is always described"
         assert all(d["reason"] == "stale" for d in dropped)
         # The same frame again is a near-duplicate of the one kept: dropped, the kept one named.
         await rt.send(image_message(data_url(picture("square", "black"))))

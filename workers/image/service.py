@@ -131,10 +131,16 @@ class ImageService(ModelService[_Loaded]):
             return
         self._store_embedding(sid, item_id, request.content_index, embedding, loaded.clip.name)
         if request.frame:
-            self._r.set(
+            # Only the newest frame becomes the one later frames are compared with: an older frame
+            # embedded in the same batch, or finishing later, must not take its place.
+            self._r.eval(
+                _KEEP_IF_NEWEST,
+                2,
+                self._keys.latest_frame(sid),
                 self._keys.last_frame(sid),
+                item_id,
                 f"{item_id}|".encode() + embedding.numpy().tobytes(),
-                ex=self._settings.session_ttl_s,
+                self._settings.session_ttl_s,
             )
         tags = loaded.clip.tags(embedding)
         description = describe(tags)
@@ -197,6 +203,12 @@ class ImageService(ModelService[_Loaded]):
 
 # Groups in the order the description names them; the most asked-about first.
 _ORDER = ("colour", "shape", "count", "size", "position", "background")
+
+
+# KEYS: latest frame, last kept frame. ARGV: item id, kept record, ttl.
+_KEEP_IF_NEWEST = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[3]) end
+"""
 
 
 def describe(tags: list[Tag]) -> str:
