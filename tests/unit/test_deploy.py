@@ -69,6 +69,9 @@ def test_service_commands_are_real_mmstream_commands(name: str):
 def test_no_secrets_in_the_compose_file():
     text = (ROOT / "docker-compose.yml").read_text().lower()
     assert not re.search(r"(password|secret|api_key|token)\s*[:=]\s*\S", text)
+    # The gateway's keys come from the operator's environment, and it will not start without them.
+    keys = _compose()["services"]["gateway"]["environment"]["MMSTREAM_API_KEYS"]
+    assert keys.startswith("${MMSTREAM_API_KEYS:?")
 
 
 @pytest.mark.parametrize("dockerfile", ["docker/Dockerfile", "docker/Dockerfile.cuda"])
