@@ -47,8 +47,12 @@ async def test_typed_pictured_and_spoken_questions_are_answered(stack: Stack, tm
         problems: list[str] = []
         page.on("pageerror", lambda exc: problems.append(str(exc)))
         try:
-            await page.goto(stack.http + "/?temperature=0")
-            await expect(page.locator("#status")).to_have_text("connected")
+
+            async def fresh_page() -> None:
+                await page.goto(stack.http + "/?temperature=0")
+                await expect(page.locator("#status")).to_have_text("connected")
+
+            await fresh_page()
 
             await page.click("#mic")
             await expect(page.locator("#mic")).to_have_attribute("aria-pressed", "true")
@@ -58,15 +62,21 @@ async def test_typed_pictured_and_spoken_questions_are_answered(stack: Stack, tm
             order = await page.locator("#log li").evaluate_all("items => items.map(i => i.className)")
             assert order == ["user spoken", "assistant"], order
             await page.click("#mic")
+            await page.screenshot(path=str(stack.log_dir / "web-chat-spoken.png"))
 
+            # Each question in a conversation of its own: the 0.5B model follows the pattern of earlier
+            # turns too eagerly for a test that asks for a second capital.
+            await fresh_page()
             await page.fill("#text", "What is the capital of Italy? Answer in one word.")
             await page.click("#send")
-            await expect(page.locator("li.assistant").nth(1)).to_contain_text("Rome")
+            await expect(page.locator("li.assistant").nth(0)).to_contain_text("Rome")
+            await page.screenshot(path=str(stack.log_dir / "web-chat-typed.png"))
 
+            await fresh_page()
             await page.fill("#text", "What colour is the shape in the picture? Answer with one word.")
             await page.set_input_files("#picture", str(png))
             await expect(page.locator("li.user img")).to_have_count(1)
-            await expect(page.locator("li.assistant").nth(2)).to_contain_text("red", ignore_case=True)
+            await expect(page.locator("li.assistant").nth(0)).to_contain_text("red", ignore_case=True)
 
             await expect(page.locator("#error")).to_be_hidden()
             assert not problems, problems
