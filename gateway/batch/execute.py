@@ -32,9 +32,19 @@ class Outcome:
     cancelled: bool = False  # the work was cancelled before it ended
 
 
+def _tag(batch_id: str, line: Line, attempt: int) -> str:
+    return f"{batch_id}_{line.index}_{attempt}"
+
+
+async def cancel_line(services: Services, batch_id: str, line: Line, attempt: int, reason: str) -> None:
+    """Stop the job an attempt at a line runs (its response, or its transcription)."""
+    prefix = "chatcmpl" if isinstance(line.body, ChatCompletionRequest) else "trn"
+    await services.decoder.cancel(f"{prefix}_{_tag(batch_id, line, attempt)}", reason)
+
+
 async def run_line(services: Services, batch_id: str, line: Line, attempt: int, *, follow: bool) -> Outcome:
     """Run (or, with `follow`, continue following) one attempt at a line."""
-    tag = f"{batch_id}_{line.index}_{attempt}"
+    tag = _tag(batch_id, line, attempt)
     try:
         if isinstance(line.body, ChatCompletionRequest):
             return await _chat(services, line.body, tag, follow)

@@ -18,7 +18,7 @@ import logging
 import time
 from collections.abc import Iterable
 
-from gateway.batch.execute import Outcome, run_line
+from gateway.batch.execute import Outcome, cancel_line, run_line
 from gateway.batch.files import FileStore
 from gateway.batch.lines import BadLine, Line, Parsed, parse
 from gateway.batch.store import BatchStore
@@ -187,9 +187,8 @@ class BatchRunner:
         reason = "batch_cancelled" if batch.status == "cancelling" else "batch_expired"
         for line in list(self._running.values()):
             attempt = await self._store.attempt(self._id, line.index)
-            tag = f"{self._id}_{line.index}_{attempt}"
-            await self._services.decoder.cancel(f"chatcmpl_{tag}", reason)
-            await self._services.decoder.cancel(f"trn_{tag}", reason)
+            if attempt is not None:
+                await cancel_line(self._services, self._id, line, attempt, reason)
         if self._running:
             await asyncio.wait(self._running, timeout=30)
         for task, line in list(self._running.items()):
