@@ -158,9 +158,7 @@ def _run_chunk(client: httpx.Client, chunk: list[Request], options: BatchOptions
     data = ("\n".join(r.line for r in chunk) + "\n").encode()
     upload = client.post("/v1/files", files={"file": ("batch.jsonl", data)}, data={"purpose": "batch"})
     upload.raise_for_status()
-    endpoint = "/v1/chat/completions"
-    if chunk[0].kind == "request":
-        endpoint = json.loads(chunk[0].line).get("url", endpoint)
+    endpoint = _endpoint(chunk)
     created = client.post(
         "/v1/batches", json={"input_file_id": upload.json()["id"], "endpoint": endpoint, "completion_window": "24h"}
     )
@@ -170,6 +168,20 @@ def _run_chunk(client: httpx.Client, chunk: list[Request], options: BatchOptions
     _state_file(options).write_text(json.dumps({"batch_id": batch_id, "kinds": kinds}))
     _follow(client, batch_id, kinds, options, bar)
     client.delete(f"/v1/files/{upload.json()['id']}")
+
+
+def _endpoint(chunk: list[Request]) -> str:
+    """The batch's endpoint: the url of the first readable line (bad lines are the service's to report)."""
+    for request in chunk:
+        if request.kind != "request":
+            break
+        try:
+            url = json.loads(request.line).get("url")
+        except (json.JSONDecodeError, AttributeError):
+            continue
+        if isinstance(url, str):
+            return url
+    return "/v1/chat/completions"
 
 
 def _follow(client: httpx.Client, batch_id: str, kinds: dict[str, str], options: BatchOptions, bar: _Bar) -> None:
@@ -190,6 +202,12 @@ def _follow(client: httpx.Client, batch_id: str, kinds: dict[str, str], options:
             content = client.get(f"/v1/files/{file_id}/content")
             content.raise_for_status()
             lines += [json.loads(t) for t in content.text.splitlines() if t.strip()]
+    # A line the service could not read has no custom_id; it is known by its place in the chunk.
+    order = list(kinds)
+    for line in lines:
+        if line.get("custom_id") is None and str(line.get("id", "")).rsplit("_", 1)[-1].isdigit():
+            index = int(str(line["id"]).rsplit("_", 1)[-1])
+            line["custom_id"] = order[index] if index < len(order) else None
     already = _finished_ids(options.out)  # written by a run stopped just before it forgot the batch
     results = [_result(line, kinds) for line in lines if line.get("custom_id") in kinds]
     if batch["status"] == "failed":

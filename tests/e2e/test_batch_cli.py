@@ -90,3 +90,28 @@ def test_an_interrupted_run_goes_on_where_it_stopped(stack: Stack, tmp_path: Pat
     assert second.returncode == 0, second.stderr
     assert "following batch" in second.stderr
     assert len(_results(out)) == 5 and not state.exists()
+
+
+def test_a_jsonl_of_requests_with_a_bad_line(stack: Stack, tmp_path: Path):
+    good = {
+        "custom_id": "france",
+        "method": "POST",
+        "url": "/v1/chat/completions",
+        "body": {
+            "model": "qwen2.5-coder-0.5b-instruct",
+            "messages": [{"role": "user", "content": "Hi"}],
+            "max_tokens": 4,
+        },
+    }
+    requests = tmp_path / "requests.jsonl"
+    requests.write_text("not json at all\n" + json.dumps(good) + "\n")
+    out = tmp_path / "out.jsonl"
+    command = [sys.executable, "-m", "cli.main", "batch", "run", str(requests), "--out", str(out), "--url", stack.http]
+    run = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False, timeout=120)
+    assert run.returncode == 2, run.stderr  # finished, with an error among the results
+    lines = {line["custom_id"]: line for line in map(json.loads, out.read_text().splitlines())}
+    assert set(lines) == {"line-1", "france"}
+    assert lines["line-1"]["error"]["code"] == "invalid_json"
+    assert lines["france"]["response"]["status_code"] == 200
+    again = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False, timeout=60)
+    assert "2 already in" in again.stderr  # the bad line is not sent again either
