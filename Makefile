@@ -1,16 +1,18 @@
 # `make run`: install into .venv (first time), resolve the bundled models, start the service.
 # `make test`: install with the test tools, lint, run the test suite.
-.PHONY: run test lint bench install install-dev
+.PHONY: run test lint bench install install-dev lock
 
 VENV := .venv
 STAMP := $(VENV)/.installed
 STAMP_DEV := $(VENV)/.installed-dev
 
-$(STAMP): pyproject.toml scripts/install.sh
+LOCKS := requirements/runtime.lock requirements/dev.lock requirements/llama.lock
+
+$(STAMP): pyproject.toml scripts/install.sh $(LOCKS)
 	scripts/install.sh
 	touch $@
 
-$(STAMP_DEV): pyproject.toml scripts/install.sh
+$(STAMP_DEV): pyproject.toml scripts/install.sh $(LOCKS)
 	scripts/install.sh --dev
 	touch $@ $(STAMP)
 
@@ -31,3 +33,7 @@ test: lint
 
 bench: $(STAMP_DEV)
 	$(VENV)/bin/python -m bench.decoder
+
+# Rewrite the hash-pinned lock files after a dependency changed in pyproject.toml.
+lock: $(STAMP_DEV)
+	scripts/lock.sh
