@@ -27,6 +27,7 @@ class Services:
     redis: aioredis.Redis
     celery: Celery
     sessions: SessionStore
+    responses: AsyncResponseStore
     decoder: DecoderClient
     audio: AudioBus
     transcriptions: TranscriptionClient
@@ -52,6 +53,7 @@ class Services:
             redis=client,
             celery=celery,
             sessions=sessions,
+            responses=responses,
             decoder=DecoderClient(jobs, settings),
             audio=audio,
             transcriptions=TranscriptionClient(jobs, settings),

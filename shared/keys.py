@@ -1,12 +1,15 @@
 """Names of every Redis key the service writes, in one place.
 
 Each key is owned by a session, a response, a file or a batch and carries a TTL, so nothing
-outlives its use. The two indexes of files and batches and the set of active batches are pruned
-of entries whose key has gone.
+outlives its use by long; owners that end delete theirs at once (a realtime session, when its socket
+closes, its keys, its items' media and its ended responses; a worker, an upload it has handled).
+The two indexes of files and batches and the set of active batches have no TTL: they are pruned of
+entries whose key has gone. tests/e2e/test_soak.py checks all of it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 
@@ -54,6 +57,10 @@ class Keys:
     def audio_pending(self, session_id: str) -> str:
         return f"{self.prefix}:audio:{session_id}:pending"
 
+    def media_tasks(self, session_id: str) -> str:
+        """Hash of the session's picture and speech tasks not yet done (see shared/media_tasks.py)."""
+        return f"{self.prefix}:session:{session_id}:media_tasks"
+
     def item_audio(self, session_id: str, item_id: str) -> str:
         return f"{self.prefix}:audio:{session_id}:item:{item_id}"
 
@@ -74,7 +81,7 @@ class Keys:
         return f"{self.prefix}:session:{session_id}:events"
 
     def session_scratch(self, session_id: str) -> list[str]:
-        """Every per-session key whose name is fixed (item audio keys expire on their own)."""
+        """Every per-session key whose name is fixed (`item_media` names those of each item)."""
         return [
             self.session(session_id),
             self.session_items(session_id),
@@ -84,7 +91,15 @@ class Keys:
             self.audio_state(session_id),
             self.audio_utterance(session_id),
             self.audio_pending(session_id),
+            self.latest_frame(session_id),
+            self.last_frame(session_id),
+            self.media_tasks(session_id),
         ]
+
+    def item_media(self, session_id: str, item_id: str, audio: bool, image_indexes: Iterable[int]) -> list[str]:
+        """What workers stored for one item: its speech and encoder states, each picture's embedding."""
+        media = [self.item_audio(session_id, item_id), self.item_encoder_states(session_id, item_id)] if audio else []
+        return media + [self.item_image_embedding(session_id, item_id, i) for i in image_indexes]
 
     # Uploaded media waiting for a worker (expires on its own).
     def blob(self, blob_id: str) -> str:

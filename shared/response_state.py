@@ -222,6 +222,21 @@ class AsyncResponseStore(_Store):
         keys, args = self._finish_args(response_id, "any", "", final)
         return bool(await self._finish(keys=keys, args=args))
 
+    async def forget(self, response_ids: Sequence[str]) -> None:
+        """Delete the keys of responses that have ended and that nobody will read again.
+
+        Only for ended responses: a running one's worker still reads the cancel flag. A task copy
+        still queued finds its response missing and does nothing.
+        """
+        k = self._keys
+        keys = [
+            key
+            for rid in response_ids
+            for key in (k.response(rid), k.response_events(rid), k.response_cancel(rid), k.response_lease(rid))
+        ]
+        if keys:
+            await self._r.delete(*keys)
+
     async def requeue_if_abandoned(self, response_id: str) -> bool:
         k = self._keys
         return bool(

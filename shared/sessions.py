@@ -14,10 +14,11 @@ import redis.asyncio as aioredis
 
 from shared.errors import InvalidRequest
 from shared.keys import Keys
-from shared.messages import MessageItem, Session
+from shared.messages import InputAudio, InputImage, MessageItem, Session
 
-# KEYS: items, order. ARGV: item_id, item_json, previous_id ('' = append, '^' = insert first), max_items
+# KEYS: items, order. ARGV: item_id, item_json, previous_id ('' = append, '^' = insert first), max_items, ttl_s
 # Returns the id of the item now before it ('' if first), or an error when previous_id is unknown.
+# Both keys get the TTL here: a worker may add a turn after its session closed and dropped them.
 _ADD_ITEM = """
 if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return redis.error_reply('duplicate') end
 local prev = ARGV[3]
@@ -39,6 +40,8 @@ while redis.call('LLEN', KEYS[2]) > tonumber(ARGV[4]) do
   local old = redis.call('LPOP', KEYS[2])
   redis.call('HDEL', KEYS[1], old)
 end
+redis.call('EXPIRE', KEYS[1], ARGV[5])
+redis.call('EXPIRE', KEYS[2], ARGV[5])
 return prev
 """
 
@@ -79,8 +82,7 @@ class SessionStore:
 
     async def forget(self, session_id: str) -> None:
         """Delete a session's state now (an HTTP request's conversation, once answered)."""
-        k = self._keys
-        await self._r.delete(k.session(session_id), k.session_items(session_id), k.session_order(session_id))
+        await self.drop(session_id)
 
     async def add_item(self, session_id: str, item: MessageItem, previous_item_id: str | None) -> str | None:
         """Insert an item (after `previous_item_id`, or at the end) and return the id before it."""
@@ -89,7 +91,7 @@ class SessionStore:
         try:
             prev = await self._add(
                 keys=[items, order],
-                args=[item.id, item.model_dump_json(), previous_item_id or "", self._max_items],
+                args=[item.id, item.model_dump_json(), previous_item_id or "", self._max_items, self._ttl_s],
             )
         except redis.ResponseError as exc:
             if "duplicate" in str(exc):
@@ -139,7 +141,18 @@ class SessionStore:
             await pipe.execute()
 
     async def drop(self, session_id: str) -> None:
-        await self._r.delete(*self._keys.session_scratch(session_id))
+        """Delete every key the session owns: its settings, conversation, audio and camera state, and
+        what workers stored for its items (speech, encoder states, embeddings: the bulk of its bytes,
+        which would otherwise outlive it by `session_ttl_s`)."""
+        k = self._keys
+        keys = k.session_scratch(session_id)
+        for raw in await self._r.hvals(k.session_items(session_id)):
+            item = MessageItem.model_validate_json(raw)
+            assert item.id is not None
+            images = [i for i, part in enumerate(item.content) if isinstance(part, InputImage)]
+            audio = any(isinstance(part, InputAudio) for part in item.content)
+            keys += k.item_media(session_id, item.id, audio, images)
+        await self._r.delete(*keys)
 
 
 class SessionWriter:
@@ -158,7 +171,7 @@ class SessionWriter:
         assert item.id is not None
         keys = [self._keys.session_items(session_id), self._keys.session_order(session_id)]
         try:
-            prev = self._add(keys=keys, args=[item.id, item.model_dump_json(), "", self._max_items])
+            prev = self._add(keys=keys, args=[item.id, item.model_dump_json(), "", self._max_items, self._ttl_s])
         except redis.ResponseError as exc:
             if "duplicate" in str(exc):
                 return None

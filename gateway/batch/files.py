@@ -48,6 +48,9 @@ class FileStore:
             pipe.set(k.file_data(obj.id), data, ex=self._ttl_s)
             pipe.set(k.file(obj.id), json.dumps({"owner": owner, "file": obj.model_dump()}), ex=self._ttl_s)
             pipe.zadd(k.files_index(), {obj.id: time.time()})
+            # Entries older than the TTL name files that are gone; listing prunes them too, but a
+            # service whose files are never listed would otherwise grow this index forever.
+            pipe.zremrangebyscore(k.files_index(), "-inf", time.time() - self._ttl_s)
             await pipe.execute()
         return obj
 

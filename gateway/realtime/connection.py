@@ -4,7 +4,8 @@ Every bad frame is answered with an `error` event and the connection stays usabl
 serialised by a lock because responses and worker events stream while client events keep
 arriving. A second task relays what audio workers report (speech started/stopped, transcripts,
 turns committed by server VAD) and acts on it: barge-in cancels the running response, a VAD turn
-starts one. When the socket closes, the running response is cancelled and the session's keys go.
+starts one. When the socket closes, the running response is cancelled, and the session's keys go with
+those of its ended responses.
 """
 
 from __future__ import annotations
@@ -93,7 +94,9 @@ class RealtimeConnection:
         self._send_lock = asyncio.Lock()
         self._response_id: str | None = None
         self._response_task: asyncio.Task[None] | None = None
+        self._ended_responses: list[str] = []  # their keys go with the session (gateway.services.responses)
         self._auto_response_due = False
+        self._closing = False  # the socket has closed: the relay of worker events stops (see there)
         self.session = Session(
             id=new_id("sess"),
             model=s.served_model_name,
@@ -141,9 +144,10 @@ class RealtimeConnection:
 
     async def _serve(self) -> None:
         await self._services.sessions.save(self.session)
-        await self.send(SessionCreated(session=self.session))
         relay = asyncio.create_task(self._relay_worker_events(), name=f"relay-{self.session.id}")
         try:
+            # Inside: a client gone before this was sent is a disconnect, and its session is dropped.
+            await self.send(SessionCreated(session=self.session))
             while True:
                 message = await self._ws.receive()
                 if message["type"] == "websocket.disconnect":
@@ -152,6 +156,7 @@ class RealtimeConnection:
         except WebSocketDisconnect:
             pass
         finally:
+            self._closing = True
             relay.cancel()
             await asyncio.gather(relay, return_exceptions=True)
             await self._close()
@@ -336,6 +341,8 @@ class RealtimeConnection:
             log.exception("response %s failed in the gateway", response.id)
             with contextlib.suppress(Exception):
                 await self.send_error(exc, None)
+        else:
+            self._ended_responses.append(response.id)
         finally:
             self._response_id = None
             self._response_task = None
@@ -347,7 +354,11 @@ class RealtimeConnection:
 
     async def _relay_worker_events(self) -> None:
         after = "0-0"
-        while True:
+        # Cancelling this task is not enough to end it: on Python 3.11 a cancel that lands while
+        # redis-py sends a command is lost (its asyncio.wait_for returns the finished send), and the
+        # loop would read on forever, so the session would never close. `_closing` ends it within
+        # one read instead.
+        while not self._closing:
             try:
                 entries = await self._services.audio.events(self.session.id, after, _EVENTS_BLOCK_MS)
             except asyncio.CancelledError:
@@ -425,7 +436,10 @@ class RealtimeConnection:
     async def _on_image_failed(self, event: ImageFailed) -> None:
         await self.send_error(
             InvalidRequest(
-                f"{event.message} (item {event.item_id})", code="invalid_image", param="item.content.image_url"
+                f"{event.message} (item {event.item_id})",
+                # No image worker finished it in time, or the picture itself is bad.
+                code="media_unavailable" if event.code == "media_unavailable" else "invalid_image",
+                param="item.content.image_url",
             ),
             None,
         )
@@ -454,5 +468,7 @@ class RealtimeConnection:
             await asyncio.gather(task, return_exceptions=True)
         try:
             await self._services.sessions.drop(self.session.id)
+            # The one still running at close keeps its keys (its worker reads the cancel flag); they expire.
+            await self._services.responses.forget(self._ended_responses)
         except Exception:
             log.warning("could not drop session %s", self.session.id, exc_info=True)
