@@ -14,6 +14,7 @@ from typing import Any, Literal, cast
 import redis.asyncio as aioredis
 from celery import Celery
 
+from shared import media_tasks
 from shared.celery_app import TASK_AUDIO_STREAM, TASK_AUDIO_TRANSCRIBE, send
 from shared.keys import Keys
 from shared.messages import (
@@ -60,9 +61,23 @@ class AudioBus:
         """Transcribe speech that came inside a conversation item, as a whole clip: 16 kHz PCM16, or
         a media file (wav, mp3, ...) the audio worker decodes."""
         blob = self._keys.blob(new_id("blob"))
-        await self._r.set(blob, data, ex=self._ttl_s)
         request = TranscribeRequest(blob_key=blob, encoding=encoding, session_id=session_id, item_id=item_id)
-        await asyncio.to_thread(send, self._celery, TASK_AUDIO_TRANSCRIBE, request.model_dump(mode="json"), priority)
+        payload = request.model_dump(mode="json")
+        async with self._r.pipeline(transaction=False) as pipe:
+            pipe.set(blob, data, ex=self._ttl_s)
+            key = self._keys.media_tasks(session_id)
+            media_tasks.note(
+                pipe,
+                key,
+                item_id=item_id,
+                part="audio",
+                task=TASK_AUDIO_TRANSCRIBE,
+                payload=payload,
+                priority=priority,
+                ttl_s=self._ttl_s,
+            )
+            await pipe.execute()
+        await asyncio.to_thread(send, self._celery, TASK_AUDIO_TRANSCRIBE, payload, priority)
 
     async def events(self, session_id: str, after: str, block_ms: int) -> list[tuple[str, SessionEvent]]:
         reply: Any = await self._r.xread({self._keys.session_events(session_id): after}, block=block_ms, count=64)

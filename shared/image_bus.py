@@ -11,6 +11,7 @@ import asyncio
 import redis.asyncio as aioredis
 from celery import Celery
 
+from shared import media_tasks
 from shared.celery_app import TASK_IMAGE_DESCRIBE, send
 from shared.keys import Keys
 from shared.messages import DescribeImageRequest, Priority, new_id
@@ -34,12 +35,24 @@ class ImageBus:
         priority: Priority = "interactive",
     ) -> None:
         blob = self._keys.blob(new_id("blob"))
+        request = DescribeImageRequest(
+            session_id=session_id, item_id=item_id, content_index=index, blob_key=blob, frame=frame
+        )
+        payload = request.model_dump(mode="json")
         async with self._r.pipeline(transaction=False) as pipe:
             pipe.set(blob, data, ex=self._ttl_s)
             if frame:
                 pipe.set(self._keys.latest_frame(session_id), item_id, ex=self._ttl_s)
+            else:  # a frame is soon stale: not worth sending again
+                media_tasks.note(
+                    pipe,
+                    self._keys.media_tasks(session_id),
+                    item_id=item_id,
+                    part=index,
+                    task=TASK_IMAGE_DESCRIBE,
+                    payload=payload,
+                    priority=priority,
+                    ttl_s=self._ttl_s,
+                )
             await pipe.execute()
-        request = DescribeImageRequest(
-            session_id=session_id, item_id=item_id, content_index=index, blob_key=blob, frame=frame
-        )
-        await asyncio.to_thread(send, self._celery, TASK_IMAGE_DESCRIBE, request.model_dump(mode="json"), priority)
+        await asyncio.to_thread(send, self._celery, TASK_IMAGE_DESCRIBE, payload, priority)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import secrets
 import threading
 import time
 from typing import Any
@@ -26,9 +27,22 @@ class Presence:
         self._key = keys.worker(kind, name)
         self._ttl_ms = int(ttl_s * 1000)
         self._period = ttl_s / 3
-        self._info: dict[str, Any] = {"kind": kind, "name": name, "pid": os.getpid(), "loaded": False}
+        # A worker restarted under the same name is another process: its locks are not this one's.
+        self.instance = secrets.token_hex(8)
+        self._info: dict[str, Any] = {
+            "kind": kind,
+            "name": name,
+            "pid": os.getpid(),
+            "instance": self.instance,
+            "loaded": False,
+        }
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"presence-{kind}", daemon=True)
+
+    @property
+    def holder(self) -> str:
+        """What this process writes into a lock it holds, so others can tell whether it still lives."""
+        return f"{self._key}|{self.instance}"
 
     def start(self) -> None:
         self._thread.start()
@@ -58,3 +72,18 @@ class Presence:
             except redis.RedisError as exc:  # Redis restarting: try again next period
                 log.warning("presence heartbeat failed: %s", exc)
             self._stop.wait(self._period)
+
+
+def holder_alive(client: redis.Redis, holder: str) -> bool:
+    """Whether the process that wrote `holder` (see `Presence.holder`) still publishes its presence.
+
+    A killed worker's record expires within its TTL; a restarted one has another instance.
+    """
+    key, _, instance = holder.rpartition("|")
+    raw: Any = client.get(key) if key else None
+    if raw is None:
+        return False
+    try:
+        return bool(json.loads(raw).get("instance") == instance)
+    except ValueError:
+        return False

@@ -72,7 +72,8 @@ def run_worker(kind: WorkerKind, settings: Settings, name: str | None = None) ->
     spec = _KINDS[kind]
     limit_threads(*spec.threads(settings))  # before the kind's libraries are imported
     client = redis.Redis.from_url(settings.redis_url)
-    presence = Presence(client, Keys(settings.key_prefix), kind, name)
+    # A killed worker's record lapses within three leases: others then take over what it held.
+    presence = Presence(client, Keys(settings.key_prefix), kind, name, ttl_s=3 * settings.lease_ttl_s)
     app = create_celery(settings)
     module = importlib.import_module(spec.module)
     service: WorkerService = module.SERVICE(settings, client, presence)

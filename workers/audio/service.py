@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import redis
 
+from shared import media_tasks
 from shared.config import Settings
 from shared.messages import (
     AudioCommitted,
@@ -26,6 +27,7 @@ from shared.messages import (
     InputAudio,
     MessageItem,
     Session,
+    SessionEvent,
     TranscribeRequest,
     TranscriptDone,
     TranscriptFailed,
@@ -43,10 +45,11 @@ from workers.audio.stream import Ended, StreamProcessor, StreamState, TurnConfig
 from workers.audio.vad import SileroVad
 from workers.audio.whisper import SAMPLE_RATE, WhisperASR
 from workers.base import ModelService
-from workers.presence import Presence
+from workers.presence import Presence, holder_alive
 
 log = logging.getLogger(__name__)
 
+# Bounds a live but hung holder; a dead one is noticed sooner, by its presence (`_take_lock`).
 _LOCK_MS = 30_000
 _MAX_ENTRIES = 256
 
@@ -66,6 +69,11 @@ if ARGV[5] ~= '' then redis.call('XTRIM', KEYS[4], 'MINID', ARGV[5]) end
 return 1
 """
 _RELEASE = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
+_SWAP = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+return 1
+"""
 
 
 @dataclass(frozen=True)
@@ -88,6 +96,7 @@ class AudioService(ModelService[_Models]):
             client, self._keys, lease_ms=int(settings.lease_ttl_s * 1000), ttl_s=settings.session_ttl_s
         )
         self._release = client.register_script(_RELEASE)
+        self._swap = client.register_script(_SWAP)
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -108,12 +117,16 @@ class AudioService(ModelService[_Models]):
     def stream(self, request: AudioStreamRequest) -> None:
         """Bring the session's transcription up to date with its input log."""
         sid = request.session_id
-        self._r.delete(self._keys.audio_pending(sid))  # new audio from now on schedules a new task
+        lock = self._keys.audio_lock(sid)
         while True:
-            token = secrets.token_hex(8)
-            lock = self._keys.audio_lock(sid)
-            if not self._r.set(lock, token, nx=True, px=_LOCK_MS):
-                return  # another worker is at it; it looks again after releasing the lock
+            token = f"{self._presence.holder}|{secrets.token_hex(4)}"
+            if not self._take_lock(lock, token):
+                # Another live worker is at it and looks at the log again after releasing the lock.
+                self._r.delete(self._keys.audio_pending(sid))
+                if self._r.exists(lock):
+                    return
+                continue  # it released the lock meanwhile: look ourselves
+            self._r.delete(self._keys.audio_pending(sid))  # new audio from now on schedules a new task
             try:
                 while True:
                     with timed(TRANSCRIPTION_SECONDS.labels("stream_pass").observe):
@@ -124,6 +137,19 @@ class AudioService(ModelService[_Models]):
                 self._release(keys=[lock], args=[token])
             if self._caught_up(sid):
                 return
+
+    def _take_lock(self, lock: str, token: str) -> bool:
+        """Take the session's lock, or take it over from a worker that died holding it."""
+        if self._r.set(lock, token, nx=True, px=_LOCK_MS):
+            return True
+        held: Any = self._r.get(lock)
+        if held is None:
+            return bool(self._r.set(lock, token, nx=True, px=_LOCK_MS))
+        holder = _text(held).rpartition("|")[0]
+        if holder_alive(self._r, holder):
+            return False
+        log.warning("session %s: the audio worker holding it is gone; taking over", lock)
+        return bool(self._swap(keys=[lock], args=[_text(held), token, _LOCK_MS]))
 
     def _caught_up(self, sid: str) -> bool:
         last: Any = self._r.xrevrange(self._keys.audio_log(sid), count=1)
@@ -193,7 +219,12 @@ class AudioService(ModelService[_Models]):
         if request.job_id is not None:
             self._transcribe_job(request, request.job_id)
         elif request.session_id is not None and request.item_id is not None:
-            self._transcribe_item(request, request.session_id, request.item_id)
+            try:
+                self._transcribe_item(request, request.session_id, request.item_id)
+            finally:
+                # Transcribed or refused, the clip is not needed again; left, it would stay its whole TTL.
+                self._r.delete(request.blob_key)
+                self._r.hdel(self._keys.media_tasks(request.session_id), media_tasks.field(request.item_id, "audio"))
 
     def _transcribe_job(self, request: TranscribeRequest, job_id: str) -> None:
         """An HTTP transcription: segments to the job's stream, then one final event."""
@@ -217,6 +248,9 @@ class AudioService(ModelService[_Models]):
             )
         if final is not None:
             self._jobs.finish(job_id, owner, final)
+            # The job has ended: its clip (up to max_upload_bytes) would otherwise stay until its TTL.
+            # Not when the job moved to another worker (final None), which still reads it.
+            self._r.delete(request.blob_key)
 
     def _run_job(self, request: TranscribeRequest, job_id: str, owner: str) -> TranscriptionFinal | None:
         audio = self._load_clip(request)
@@ -249,13 +283,14 @@ class AudioService(ModelService[_Models]):
 
     def _transcribe_item(self, request: TranscribeRequest, sid: str, item_id: str) -> None:
         """Speech a client put into a conversation item: its transcript, as for a committed turn."""
-        k = self._keys
+        item = self._writer.get_item(sid, item_id)
+        if item is None or not any(isinstance(p, InputAudio) and p.transcript is None for p in item.content):
+            return  # deleted, or transcribed already (a task sent again while the first one finished)
         try:
             audio = self._load_clip(request)
         except BadAudio as exc:
             self._writer.set_transcript(sid, item_id, "")
-            failed = TranscriptFailed(item_id=item_id, code="invalid_audio", message=f"Invalid audio: {exc}.")
-            self._r.xadd(k.session_events(sid), {"m": failed.model_dump_json()})
+            self._emit(sid, TranscriptFailed(item_id=item_id, code="invalid_audio", message=f"Invalid audio: {exc}."))
             return
         models = self._load()
         text = "".join(
@@ -266,9 +301,15 @@ class AudioService(ModelService[_Models]):
         )
         ended = Ended(item_id, audio, text.strip(), by_vad=False, item_added=True)
         self._hand_over(sid, ended, models)
-        done = TranscriptDone(item_id=item_id, transcript=ended.transcript, duration_s=len(audio) / SAMPLE_RATE)
-        self._r.xadd(k.session_events(sid), {"m": done.model_dump_json()})
-        self._r.expire(k.session_events(sid), self._settings.session_ttl_s)
+        self._emit(
+            sid, TranscriptDone(item_id=item_id, transcript=ended.transcript, duration_s=len(audio) / SAMPLE_RATE)
+        )
+
+    def _emit(self, sid: str, event: SessionEvent) -> None:
+        # With its TTL: the session may have closed and dropped the stream; this would create it anew.
+        events = self._keys.session_events(sid)
+        self._r.xadd(events, {"m": event.model_dump_json()}, maxlen=2000, approximate=True)
+        self._r.expire(events, self._settings.session_ttl_s)
 
     def _load_clip(self, request: TranscribeRequest) -> np.ndarray:
         data: Any = self._r.get(request.blob_key)

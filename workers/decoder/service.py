@@ -18,15 +18,26 @@ from typing import Any
 import redis
 
 from shared.config import Settings
-from shared.messages import GenerateRequest, MessageItem, ResponseFinal, TokenDelta, TokenUsage
+from shared.messages import (
+    GenerateRequest,
+    ImageFailed,
+    InputAudio,
+    InputImage,
+    MessageItem,
+    ResponseFinal,
+    TokenDelta,
+    TokenUsage,
+    TranscriptFailed,
+)
 from shared.metrics import DECODER_ACTIVE, DECODER_FIRST_TOKEN, DECODER_TOKENS, DECODER_TOKENS_PER_S
 from shared.models import ResolvedModel, resolve_model
 from shared.response_state import ResponseStore
-from shared.sessions import load_items
+from shared.sessions import SessionWriter, load_items
 from workers.base import ModelService
 from workers.decoder.engine import Done, Engine, Job, Token
 from workers.decoder.llama import ContextConfig, LlamaModel
 from workers.decoder.prompt import ChatTemplate, SoftInputs, build_prompt
+from workers.decoder.redelivery import MediaRedelivery
 from workers.fusion.inputs import Projectors, load_projectors, soft_inputs
 from workers.presence import Presence
 
@@ -35,6 +46,7 @@ log = logging.getLogger(__name__)
 _POLL_S = 0.05
 _CANCEL_CHECK_S = 0.1
 _RENEW_S = 1.0
+_REDELIVERY_CHECK_S = 2.0
 # Room kept for the reply when the conversation is trimmed to fit the context.
 _MIN_REPLY_TOKENS = 256
 
@@ -57,6 +69,10 @@ class DecoderService(ModelService[_Loaded]):
             client, self._keys, lease_ms=int(settings.lease_ttl_s * 1000), ttl_s=settings.session_ttl_s
         )
         self._stopping = threading.Event()
+        self._redelivery = MediaRedelivery(settings, client, self._keys)
+        self._writer = SessionWriter(
+            client, self._keys, ttl_s=settings.session_ttl_s, max_items=settings.max_conversation_items
+        )
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -184,23 +200,56 @@ class DecoderService(ModelService[_Loaded]):
     def _wait_for_transcripts(self, request: GenerateRequest, owner: str) -> list[MessageItem] | None:
         """Speech reaches the prompt as its transcript: wait until audio workers have written them.
 
-        Keeps the lease alive meanwhile; gives up after `transcript_wait_s` (the speech then counts
-        as empty) or when the response is cancelled.
+        Keeps the lease alive meanwhile and sends again media tasks a dead worker took; gives up
+        after `transcript_wait_s` (the client is told, and the media count as empty) or when the
+        response is cancelled.
         """
-        rid = request.response_id
-        deadline = time.monotonic() + self._settings.transcript_wait_s
-        next_renew = time.monotonic() + _RENEW_S
+        rid, sid = request.response_id, request.session_id
+        started = time.monotonic()
+        deadline = started + self._settings.transcript_wait_s
+        next_renew = started + _RENEW_S
+        next_redelivery = started + self._redelivery.grace_s
         while True:
-            items = load_items(self._r, self._keys, request.session_id, request.item_ids)
-            if not any(item.pending_media() for item in items) or time.monotonic() > deadline:
+            items = load_items(self._r, self._keys, sid, request.item_ids)
+            if not any(item.pending_media() for item in items):
+                return items
+            now = time.monotonic()
+            if now > deadline:
+                if not request.require_media:  # a batch line fails instead, and is tried again
+                    self._give_up_on_media(sid, items)
                 return items
             if self._store.cancel_reason(rid) or self._stopping.is_set():
                 return items
-            if time.monotonic() >= next_renew:
+            if now >= next_renew:
                 if not self._store.renew(rid, owner):
                     return None
-                next_renew = time.monotonic() + _RENEW_S
+                next_renew = now + _RENEW_S
+            if now >= next_redelivery:
+                self._redelivery.check(sid, items, now - started)
+                next_redelivery = now + _REDELIVERY_CHECK_S
             time.sleep(_POLL_S)
+
+    def _give_up_on_media(self, sid: str, items: list[MessageItem]) -> None:
+        """Answer without media that no worker described in time, and say so to the client."""
+        wait = self._settings.transcript_wait_s
+        for item in items:
+            assert item.id is not None
+            for index, part in enumerate(item.content):
+                event: ImageFailed | TranscriptFailed
+                if isinstance(part, InputImage) and part.description is None:
+                    self._writer.set_description(sid, item.id, index, "")
+                    message = f"The picture was not described within {wait:.0f} s (no image worker finished it)"
+                    event = ImageFailed(item_id=item.id, content_index=index, code="media_unavailable", message=message)
+                elif isinstance(part, InputAudio) and part.transcript is None:
+                    self._writer.set_transcript(sid, item.id, "", index)
+                    message = f"The speech was not transcribed within {wait:.0f} s (no audio worker finished it)."
+                    event = TranscriptFailed(item_id=item.id, code="media_unavailable", message=message)
+                else:
+                    continue
+                log.warning("session %s: %s", sid, message)
+                events = self._keys.session_events(sid)
+                self._r.xadd(events, {"m": event.model_dump_json()}, maxlen=2000, approximate=True)
+                self._r.expire(events, self._settings.session_ttl_s)
 
     def _relay(self, rid: str, owner: str, job: Job) -> ResponseFinal | None:
         """Forward the job's tokens to Redis until it is done; None when the response was let go."""

@@ -20,6 +20,7 @@ import numpy as np
 import redis
 import torch
 
+from shared import media_tasks
 from shared.config import Settings
 from shared.errors import ModelError
 from shared.messages import (
@@ -100,6 +101,19 @@ class ImageService(ModelService[_Loaded]):
     # --- image.describe ---------------------------------------------------------------------------
 
     def describe(self, request: DescribeImageRequest) -> None:
+        try:
+            self._describe(request)
+        finally:
+            # Whatever became of it (described, dropped as a frame, unreadable, its item deleted), the
+            # picture is not needed again; left, it would stay `session_ttl_s`. A worker killed before
+            # this point leaves it for the redelivered task.
+            self._r.delete(request.blob_key)
+            self._r.hdel(
+                self._keys.media_tasks(request.session_id),
+                media_tasks.field(request.item_id, request.content_index),
+            )
+
+    def _describe(self, request: DescribeImageRequest) -> None:
         sid, item_id = request.session_id, request.item_id
         item = self._writer.get_item(sid, item_id)
         part = item.content[request.content_index] if item and request.content_index < len(item.content) else None
@@ -154,7 +168,6 @@ class ImageService(ModelService[_Loaded]):
                 tags=[ImageTag(group=t.group, label=t.label, score=t.score) for t in tags],
             ),
         )
-        self._r.delete(request.blob_key)
 
     def _report_batches(self, batcher: MicroBatcher) -> None:
         """Batch sizes so far, in this worker's presence record (published at most once a second)."""
