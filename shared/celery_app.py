@@ -12,6 +12,7 @@ from typing import Any, Final
 from celery import Celery
 from kombu import Queue
 
+from shared import redis_transport
 from shared.config import Settings
 from shared.messages import Priority
 
@@ -36,6 +37,7 @@ def _is_amqp(broker_url: str) -> bool:
 
 
 def create_celery(settings: Settings) -> Celery:
+    redis_transport.install()  # survives Redis restarting under a running task
     app = Celery("mmstream", broker=settings.celery_broker_url, set_as_current=False)
     amqp = _is_amqp(settings.celery_broker_url)
     queue_args = {"x-max-priority": 9} if amqp else None
@@ -51,7 +53,10 @@ def create_celery(settings: Settings) -> Celery:
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
-        worker_cancel_long_running_tasks_on_connection_loss=True,
+        # Off: cancelling on a broker connection loss acks on the dead channel and kills the worker
+        # (celery/celery#9250, seen here with Redis restarted mid-reply). Our tasks notice the loss
+        # themselves (their Redis calls fail or their lease lapses) and a copy is harmless.
+        worker_cancel_long_running_tasks_on_connection_loss=False,
         broker_connection_retry_on_startup=True,
         broker_transport_options={
             "visibility_timeout": settings.visibility_timeout_s,

@@ -35,6 +35,7 @@ ErrorCode = Literal[
     "audio_unavailable",
     "rate_limit_exceeded",
     "decoder_unavailable",
+    "media_unavailable",
     "server_error",
 ]
 
@@ -87,6 +88,10 @@ class RateLimited(InvalidRequest):
     def __init__(self, message: str, *, retry_after_s: float | None = None) -> None:
         super().__init__(message, code="rate_limit_exceeded")
         self.retry_after_s = retry_after_s
+
+
+# What a client is told when Redis goes away while its reply streams (replies travel through Redis).
+REDIS_LOST = "The service lost its connection to Redis during the reply; try again in a moment."
 
 
 @dataclass(frozen=True)

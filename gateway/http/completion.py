@@ -13,17 +13,20 @@ import asyncio
 import base64
 import binascii
 import json
+import logging
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
+
+from redis.exceptions import RedisError
 
 from gateway.http.chat_schema import AudioPart, ChatCompletionRequest, ChatMessage, ImagePart, TextPart
 from gateway.http.errors import error_body
 from gateway.http.stops import StopFilter
 from gateway.realtime.images import image_bytes
 from gateway.services import Services
-from shared.errors import ErrorCode, ErrorInfo, InvalidRequest, NotFound, TooLarge
+from shared.errors import REDIS_LOST, ErrorCode, ErrorInfo, InvalidRequest, NotFound, TooLarge
 from shared.messages import (
     GenerateRequest,
     InputAudio,
@@ -38,7 +41,9 @@ from shared.messages import (
 )
 from shared.metrics import TIME_TO_FIRST_TOKEN
 
-_FAILURE_STATUS = {"decoder_unavailable": 503, "timeout": 503, "media_unavailable": 503}
+log = logging.getLogger(__name__)
+
+_FAILURE_STATUS = {"decoder_unavailable": 503, "timeout": 503, "media_unavailable": 503, "redis_unavailable": 503}
 _cleanups: set[asyncio.Task[None]] = set()
 
 
@@ -225,6 +230,9 @@ class Completion:
                 yield tail
             if read_media:
                 self._media = await self._read_media()
+        except RedisError:
+            log.warning("response %s: lost Redis mid-reply", rid, exc_info=True)
+            self._final = ResponseFinal(status="failed", error_code="redis_unavailable", error_message=REDIS_LOST)
         finally:
             if self._final is not None or not self._detached:
                 # In a task of its own: when the client went away, this generator is being cancelled.
@@ -276,7 +284,9 @@ class Completion:
         code = final.error_code or "server_error"
         status = _FAILURE_STATUS.get(code, 500)
         message = final.error_message or "The decoder failed."
-        error_code: ErrorCode = "decoder_unavailable" if status == 503 else "server_error"
+        error_code: ErrorCode = (
+            "decoder_unavailable" if status == 503 and code != "redis_unavailable" else "server_error"
+        )
         return ErrorInfo("server_error", error_code, message, None, status)
 
     async def whole(self) -> tuple[int, dict[str, Any]]:

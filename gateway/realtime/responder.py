@@ -7,11 +7,16 @@ reply stays in the conversation as far as it got, as in the Realtime API.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import TypedDict
 
+from redis.exceptions import RedisError
+
 from shared.clients import DecoderClient
+from shared.errors import REDIS_LOST
 from shared.messages import (
     ConversationItemAdded,
     ConversationItemDone,
@@ -37,6 +42,8 @@ from shared.messages import (
 )
 from shared.metrics import TIME_TO_FIRST_TOKEN
 from shared.sessions import SessionStore
+
+log = logging.getLogger(__name__)
 
 Send = Callable[[ServerEvent], Awaitable[None]]
 
@@ -71,14 +78,19 @@ async def stream_response(
     pieces: list[str] = []
     final = ResponseFinal(status="failed", error_code="server_error", error_message="No final event.")
     started = time.perf_counter()
-    async for event in decoder.generate(request):
-        if isinstance(event, ResponseFinal):
-            final = event
-        elif isinstance(event, TokenDelta) and event.text:
-            if not pieces:
-                TIME_TO_FIRST_TOKEN.labels("realtime").observe(time.perf_counter() - started)
-            pieces.append(event.text)
-            await send(ResponseOutputTextDelta(**where, delta=event.text))
+    try:
+        async for event in decoder.generate(request):
+            if isinstance(event, ResponseFinal):
+                final = event
+            elif isinstance(event, TokenDelta) and event.text:
+                if not pieces:
+                    TIME_TO_FIRST_TOKEN.labels("realtime").observe(time.perf_counter() - started)
+                pieces.append(event.text)
+                await send(ResponseOutputTextDelta(**where, delta=event.text))
+    except RedisError:
+        # The reply travels through Redis: without it this one ends here, and the client hears why.
+        log.warning("response %s: lost Redis mid-reply", rid, exc_info=True)
+        final = ResponseFinal(status="failed", error_code="server_error", error_message=REDIS_LOST)
 
     text = "".join(pieces)
     await send(ResponseOutputTextDone(**where, text=text))
@@ -91,7 +103,8 @@ async def stream_response(
     )
     await send(ResponseOutputItemDone(response_id=rid, output_index=0, item=item))
     if in_conversation:
-        await sessions.replace_item(sid, item)
+        with contextlib.suppress(RedisError):  # still down: the item stays as the decoder left it
+            await sessions.replace_item(sid, item)
         await send(ConversationItemDone(previous_item_id=previous, item=item))
     done = response.model_copy(
         update={

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 
 import httpx
@@ -85,6 +86,71 @@ async def test_redis_stopped_for_ten_seconds_and_restarted(tmp_path):
             assert answered is not None, stack.logs()
             assert answered < 10, answered  # a new session's first answer, the decoder's reconnection included
             print(f"answered {answered:.1f} s after Redis came back")
+    finally:
+        redis_proc.terminate()
+        redis_proc.wait(10)
+
+
+async def test_a_reply_in_flight_when_redis_stops_ends_clearly(tmp_path):
+    """Redis stops mid-reply for 10 s: the client is told (the reply completes or fails with a message)."""
+    from cli.redis_server import start_server
+    from tests.helpers import free_port
+
+    port = free_port()
+    data = tmp_path / "redis"
+    data.mkdir()
+    redis_proc = start_server(port, data_dir=data)
+    url = f"redis://127.0.0.1:{port}/0"
+    try:
+        with running_stack(url, tmp_path / "logs", decoders=1, audio=0, image=0, lease_ttl_s="2") as stack:
+            async with realtime(stack.ws) as rt:
+                await rt.send(user_message("Count from 1 to 300, one number per line."))
+                await rt.send({"type": "response.create", "response": {"max_output_tokens": 1500}})
+                await rt.until("response.output_text.delta", timeout=60)
+                redis_proc.terminate()
+                redis_proc.wait(10)
+                stopped = time.monotonic()
+                event = None
+                while event is None or event["type"] not in ("response.done", "error"):
+                    event = await rt.next(timeout=60)
+                took = time.monotonic() - stopped
+                await asyncio.sleep(max(0.0, 10 - took))
+                redis_proc = start_server(port, data_dir=data)
+                print(f"\nthe reply ended {took:.1f} s after Redis stopped: {event}")
+                # The reply ends as a response should, saying why.
+                assert event["type"] == "response.done", event
+                status = event["response"]["status"]
+                assert status in ("completed", "failed"), event
+                if status == "failed":
+                    assert "lost its connection to Redis" in event["response"]["status_details"]["error"]["message"]
+                assert took < 10  # told while Redis is still down, not after
+            # A new session on the same gateway answers.
+            async with realtime(stack.ws) as rt:
+                text, done = await rt.ask("What is the capital of France? Answer in one word.")
+                assert done["response"]["status"] == "completed" and "Paris" in text, stack.logs()
+
+            # The same over HTTP: a streamed chat completion ends with an error chunk and [DONE].
+            body = {
+                "model": "qwen2.5-coder-0.5b-instruct",
+                "messages": [{"role": "user", "content": "Count from 1 to 300, one number per line."}],
+                "max_tokens": 1500,
+                "stream": True,
+            }
+            lines: list[str] = []
+            async with (
+                httpx.AsyncClient(base_url=stack.http, timeout=60) as http,
+                http.stream("POST", "/v1/chat/completions", json=body) as reply,
+            ):
+                async for line in reply.aiter_lines():
+                    if line.startswith("data: "):
+                        lines.append(line.removeprefix("data: "))
+                        if len(lines) == 3:  # the role chunk and two of text
+                            redis_proc.terminate()
+                            redis_proc.wait(10)
+            assert lines[-1] == "[DONE]", lines[-3:]
+            error = json.loads(lines[-2])["error"]
+            assert "lost its connection to Redis" in error["message"], error
+            redis_proc = start_server(port, data_dir=data)
     finally:
         redis_proc.terminate()
         redis_proc.wait(10)
