@@ -13,7 +13,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from cli.redis_server import start_server
@@ -34,10 +34,22 @@ class BenchStack:
     port: int
     redis_url: str
     env: dict[str, str]
+    logs: Path = Path()
+    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    workers: dict[str, int] = field(default_factory=dict)  # kind -> processes started
 
     @property
     def ws(self) -> str:
         return f"ws://127.0.0.1:{self.port}/v1/realtime"
+
+    def add_worker(self, kind: str) -> None:
+        """Start one more worker of a kind; `wait_ready` waits for its model."""
+        name = f"{kind}-{self.workers.get(kind, 0)}"
+        self.procs.append(_spawn(["worker", kind, "--name", name], self.env, self.logs / f"{name}.log"))
+        self.workers[kind] = self.workers.get(kind, 0) + 1
+
+    def wait_ready(self) -> None:
+        _wait_ready(self.port, self.logs, self.workers)
 
 
 @contextlib.contextmanager
@@ -49,14 +61,15 @@ def bench_stack(workers: dict[str, int], **settings: str) -> Iterator[BenchStack
     logs = Path(tempfile.mkdtemp(prefix="mmstream-bench-"))
     env = {**os.environ, "MMSTREAM_REDIS_URL": url, "MMSTREAM_PORT": str(port), "MMSTREAM_LOG_LEVEL": "WARNING"}
     env.update({f"MMSTREAM_{k.upper()}": v for k, v in settings.items()})
-    procs = []
+    stack = BenchStack(port, url, env, logs)
+    procs = stack.procs
     try:
         for kind, count in workers.items():
-            for i in range(count):
-                procs.append(_spawn(["worker", kind, "--name", f"{kind}-{i}"], env, logs / f"{kind}-{i}.log"))
+            for _ in range(count):
+                stack.add_worker(kind)
         procs.append(_spawn(["gateway"], env, logs / "gateway.log"))
-        _wait_ready(port, logs, list(workers))
-        yield BenchStack(port, url, env)
+        stack.wait_ready()
+        yield stack
     finally:
         for proc in procs:
             with contextlib.suppress(ProcessLookupError):
@@ -79,9 +92,9 @@ def _spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[
         )
 
 
-def _wait_ready(port: int, logs: Path, kinds: list[str], timeout: float = 180) -> None:
-    """Until a worker of each kind started here has its model loaded (`/readyz` lists them even while
-    it answers 503 for the kinds a benchmark leaves out)."""
+def _wait_ready(port: int, logs: Path, counts: dict[str, int], timeout: float = 180) -> None:
+    """Until the workers of each kind started here have their models loaded (`/readyz` lists them even
+    while it answers 503 for the kinds a benchmark leaves out)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -92,7 +105,8 @@ def _wait_ready(port: int, logs: Path, kinds: list[str], timeout: float = 180) -
         except OSError:
             body = {}
         workers = body.get("workers", {})
-        if workers and all(any(w.get("loaded") for w in workers.get(kind, [])) for kind in kinds):
+        loaded = {kind: sum(1 for w in workers.get(kind, []) if w.get("loaded")) for kind in counts}
+        if workers and all(loaded[kind] >= count for kind, count in counts.items()):
             return
         time.sleep(0.5)
     raise TimeoutError("stack not ready; logs in " + str(logs))
