@@ -88,6 +88,8 @@ def _read_line(n: int, raw: bytes, endpoint: BatchEndpoint, seen: set[str]) -> L
         obj = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise _Refused("invalid_json", f"not JSON ({exc}).") from exc
+    except RecursionError as exc:  # escaping, it failed the whole batch, again at every scan
+        raise _Refused("invalid_json", "nested too deeply.") from exc
     if not isinstance(obj, dict):
         raise _Refused("invalid_json", "not a JSON object.")
     custom_id = obj.get("custom_id")

@@ -62,3 +62,13 @@ def test_empty_or_oversized_files_fail_the_batch():
     assert [e.code for e in parse(b"\n".join([line(str(n)) for n in range(11)]), CHAT, 10).fatal] == [
         "too_many_requests"
     ]
+
+
+def test_a_line_nested_too_deeply_fails_alone():
+    parsed = parse(b"[" * 100_000 + b"\n" + b'{"a":' * 100_000 + b"\n" + line("a"), CHAT, max_lines=10)
+    assert not parsed.fatal
+    assert [(type(item).__name__, getattr(item, "code", None)) for item in parsed.lines] == [
+        ("BadLine", "invalid_json"),
+        ("BadLine", "invalid_json"),
+        ("Line", None),
+    ]
