@@ -62,6 +62,10 @@ class Settings(BaseSettings):
         default_factory=list, description="Other model ids accepted as the served model (JSON list)."
     )
     max_ws_message_bytes: int = Field(1 << 20, ge=1024, description="Largest websocket frame accepted.")
+    http_header_timeout_s: float = Field(
+        10.0, gt=0, description="Longest a client may take to send a request's headers; a slower one is cut off."
+    )
+    max_http_header_bytes: int = Field(64 << 10, ge=1024, description="Largest request headers accepted.")
     max_text_chars: int = Field(32_000, ge=1, description="Longest text of one content part.")
     max_instructions_chars: int = Field(16_000, ge=0)
     max_conversation_items: int = Field(256, ge=1, description="Items kept per session.")
