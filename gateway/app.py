@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from gateway import health, metrics, webpage
 from gateway.auth import ApiKeyGuard, Keys
 from gateway.batch.scheduler import BatchScheduler
-from gateway.http import batches, chat, errors, files, transcriptions
+from gateway.http import batches, chat, errors, files, openapi, transcriptions
 from gateway.http.limits import BodySizeLimit
 from gateway.realtime import router as realtime
 from gateway.services import Services
@@ -47,4 +47,5 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(files.router)
     app.include_router(batches.router)
     webpage.install(app)
+    openapi.install(app)
     return app

@@ -6,10 +6,11 @@ worker kind has a live worker with its model loaded; otherwise 503 with the reas
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from redis.exceptions import RedisError
 
 from gateway.services import Services
@@ -19,12 +20,21 @@ from shared.worker_presence import live_workers
 router = APIRouter()
 
 
+class Readiness(BaseModel):
+    status: Literal["ready", "not_ready"]
+    reasons: list[str]
+    workers: dict[str, list[dict[str, Any]]]
+
+
 @router.get("/healthz")
 async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz")
+@router.get(
+    "/readyz",
+    responses={200: {"model": Readiness}, 503: {"model": Readiness, "description": "Not ready: `reasons` says why."}},
+)
 async def readyz(request: Request) -> JSONResponse:
     services: Services = request.app.state.services
     reasons: list[str] = []

@@ -15,12 +15,13 @@ from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.auth import owner_of
+from gateway.http.errors import documented
 from gateway.http.files import list_page
 from gateway.services import Services
 from shared.errors import InvalidRequest
 from shared.messages import BATCH_ENDS, BatchEndpoint, BatchObject
 
-router = APIRouter()
+router = APIRouter(responses=documented(401, 429))
 
 _WINDOW = re.compile(r"^(\d{1,6})([smh])$")
 _UNIT_S = {"s": 1, "m": 60, "h": 3600}
@@ -36,7 +37,7 @@ class CreateBatch(BaseModel):
     metadata: dict[str, str] | None = Field(None, max_length=16)
 
 
-@router.post("/v1/batches")
+@router.post("/v1/batches", responses=documented(400, 404, 413))
 async def create_batch(request: Request, body: CreateBatch) -> BatchObject:
     services: Services = request.app.state.services
     window = _window_s(body.completion_window)
@@ -60,7 +61,7 @@ async def create_batch(request: Request, body: CreateBatch) -> BatchObject:
     return batch
 
 
-@router.get("/v1/batches")
+@router.get("/v1/batches", responses=documented(400))
 async def list_batches(
     request: Request, limit: Annotated[int, Query(ge=1, le=100)] = 20, after: str | None = None
 ) -> dict[str, Any]:
@@ -68,13 +69,13 @@ async def list_batches(
     return list_page(await services.batches.page(owner=owner_of(request.state), limit=limit + 1, after=after), limit)
 
 
-@router.get("/v1/batches/{batch_id}")
+@router.get("/v1/batches/{batch_id}", responses=documented(404))
 async def retrieve_batch(request: Request, batch_id: str) -> BatchObject:
     services: Services = request.app.state.services
     return await services.batches.get(batch_id, owner_of(request.state))
 
 
-@router.post("/v1/batches/{batch_id}/cancel")
+@router.post("/v1/batches/{batch_id}/cancel", responses=documented(400, 404))
 async def cancel_batch(request: Request, batch_id: str) -> BatchObject:
     services: Services = request.app.state.services
     owner = owner_of(request.state)

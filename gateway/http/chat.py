@@ -13,9 +13,10 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from gateway.http import completion
 from gateway.http.chat_schema import ChatCompletionRequest
+from gateway.http.errors import documented
 from gateway.services import Services
 
-router = APIRouter()
+router = APIRouter(responses=documented(401, 429))
 
 
 @router.get("/v1/models")
@@ -25,7 +26,17 @@ async def list_models(request: Request) -> dict[str, Any]:
     return {"object": "list", "data": [{"id": i, "object": "model", "created": 0, "owned_by": "mmstream"} for i in ids]}
 
 
-@router.post("/v1/chat/completions", response_model=None)
+@router.post(
+    "/v1/chat/completions",
+    response_model=None,
+    responses={
+        200: {
+            "description": "A `chat.completion` object, or with `stream` true `chat.completion.chunk` events.",
+            "content": {"application/json": {}, "text/event-stream": {}},
+        },
+        **documented(400, 404, 413, 503),
+    },
+)
 async def create_chat_completion(request: Request, body: ChatCompletionRequest) -> Response:
     services: Services = request.app.state.services
     answer = await completion.start(services, body, completion.Ids.new())

@@ -6,8 +6,6 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from shared.errors import InvalidRequest
-
 MAX_MESSAGES = 256
 _MAX_STOPS = 4
 
@@ -46,7 +44,7 @@ Part = Annotated[TextPart | ImagePart | AudioPart, Field(discriminator="type")]
 
 class ChatMessage(_Body):
     role: Literal["system", "developer", "user", "assistant"]
-    content: str | list[Part] | None = None
+    content: str | Annotated[list[Part], Field(min_length=1)]
 
 
 class StreamOptions(_Body):
@@ -62,12 +60,9 @@ class ChatCompletionRequest(_Body):
     max_completion_tokens: int | None = Field(None, ge=1)
     temperature: float | None = Field(None, ge=0.0, le=2.0)
     top_p: float | None = Field(None, gt=0.0, le=1.0)
-    stop: str | list[str] | None = None
+    stop: str | Annotated[list[str], Field(max_length=_MAX_STOPS)] | None = None
     seed: int | None = None
-    n: int | None = None
+    n: Literal[1] | None = Field(None, description="Choices per request: only one.")
 
     def stops(self) -> list[str]:
-        stops = [self.stop] if isinstance(self.stop, str) else list(self.stop or [])
-        if len(stops) > _MAX_STOPS:
-            raise InvalidRequest(f"At most {_MAX_STOPS} stop sequences.", param="stop")
-        return stops
+        return [self.stop] if isinstance(self.stop, str) else list(self.stop or [])

@@ -68,8 +68,6 @@ def check(services: Services, body: ChatCompletionRequest) -> StopFilter:
             code="model_not_found",
             param="model",
         )
-    if body.n not in (None, 1):
-        raise InvalidRequest("Only n=1 is supported: one choice per request.", param="n")
     return StopFilter(body.stops())
 
 

@@ -1,7 +1,9 @@
 """One error shape for every HTTP route: `{"error": {message, type, param, code}}` (the OpenAI object).
 
 The status and code come from `shared.errors.error_info`; 5xx messages are generic and the detail
-goes to the log.
+goes to the log. `documented(...)` puts the same shape in the OpenAPI document for the statuses a
+route answers with, so the document says what clients really get (and the HTTP fuzz test holds the
+routes to it).
 """
 
 from __future__ import annotations
@@ -11,10 +13,39 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
-from shared.errors import ErrorCode, ErrorInfo, MMStreamError, error_info
+from shared.errors import ErrorCode, ErrorInfo, ErrorType, MMStreamError, error_info
 from shared.metrics import ERRORS
+
+
+class ErrorObject(BaseModel):
+    message: str
+    type: ErrorType
+    param: str | None
+    code: str | None
+
+
+class ErrorResponse(BaseModel):
+    """The body of every HTTP error (OpenAI's error object)."""
+
+    error: ErrorObject
+
+
+_WHY = {
+    400: "The request is invalid (`param` names the field).",
+    401: "Missing or incorrect API key.",
+    404: "No such model, file or batch (for this key).",
+    413: "The request, or a picture or recording in it, is too large.",
+    429: "The key's budget is spent; `retry-after` says when to come back.",
+    503: "No worker of the kind needed is running, or none answered in time.",
+}
+
+
+def documented(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` for the errors a route answers with, all in the one error shape."""
+    return {status: {"model": ErrorResponse, "description": _WHY[status]} for status in statuses}
 
 
 def error_body(info: ErrorInfo) -> dict[str, Any]:
@@ -35,11 +66,13 @@ async def _on_validation(_request: Request, exc: Exception) -> JSONResponse:
     first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request", "type": "value_error"}
     param = ".".join(str(p) for p in first["loc"] if p not in ("body", "query", "path")) or None
     code: ErrorCode = "missing_required_parameter" if first["type"] == "missing" else "invalid_value"
-    message = (
-        f"Missing required parameter: '{param}'."
-        if code == "missing_required_parameter"
-        else (f"Invalid value for '{param}': {first['msg']}.")
-    )
+    if param is None:  # the body as a whole: missing, or not an object
+        missing = code == "missing_required_parameter"
+        message = "The request body is missing." if missing else f"Invalid request body: {first['msg']}."
+    elif code == "missing_required_parameter":
+        message = f"Missing required parameter: '{param}'."
+    else:
+        message = f"Invalid value for '{param}': {first['msg']}."
     return error_response(ErrorInfo("invalid_request_error", code, message, param, 400))
 
 

@@ -12,18 +12,17 @@ from fastapi import APIRouter, Form, Query, Request, UploadFile
 from fastapi.responses import Response
 
 from gateway.auth import owner_of
+from gateway.http.errors import documented
 from gateway.services import Services
-from shared.errors import InvalidRequest, TooLarge
+from shared.errors import TooLarge
 from shared.messages import FileObject
 
-router = APIRouter()
+router = APIRouter(responses=documented(401, 429))
 
 
-@router.post("/v1/files")
-async def upload_file(request: Request, file: UploadFile, purpose: Annotated[str, Form()]) -> FileObject:
+@router.post("/v1/files", responses=documented(400, 413))
+async def upload_file(request: Request, file: UploadFile, purpose: Annotated[Literal["batch"], Form()]) -> FileObject:
     services: Services = request.app.state.services
-    if purpose != "batch":
-        raise InvalidRequest("Only purpose 'batch' is supported here.", param="purpose")
     limit = services.settings.max_batch_file_bytes
     data = await file.read(limit + 1)
     if len(data) > limit:
@@ -31,7 +30,7 @@ async def upload_file(request: Request, file: UploadFile, purpose: Annotated[str
     return await services.files.create(data, file.filename or "upload.jsonl", "batch", owner_of(request.state))
 
 
-@router.get("/v1/files")
+@router.get("/v1/files", responses=documented(400))
 async def list_files(
     request: Request,
     purpose: str | None = None,
@@ -46,13 +45,16 @@ async def list_files(
     return list_page(data, limit)
 
 
-@router.get("/v1/files/{file_id}")
+@router.get("/v1/files/{file_id}", responses=documented(404))
 async def retrieve_file(request: Request, file_id: str) -> FileObject:
     services: Services = request.app.state.services
     return await services.files.get(file_id, owner_of(request.state))
 
 
-@router.get("/v1/files/{file_id}/content")
+@router.get(
+    "/v1/files/{file_id}/content",
+    responses={200: {"content": {"application/jsonl": {}, "application/octet-stream": {}}}, **documented(404)},
+)
 async def file_content(request: Request, file_id: str) -> Response:
     services: Services = request.app.state.services
     obj = await services.files.get(file_id, owner_of(request.state))
@@ -61,7 +63,7 @@ async def file_content(request: Request, file_id: str) -> Response:
     return Response(data, media_type=media_type)
 
 
-@router.delete("/v1/files/{file_id}")
+@router.delete("/v1/files/{file_id}", responses=documented(404))
 async def delete_file(request: Request, file_id: str) -> dict[str, Any]:
     services: Services = request.app.state.services
     await services.files.delete(file_id, owner_of(request.state))

@@ -15,12 +15,12 @@ from fastapi import APIRouter, Form, Request, UploadFile
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from gateway.http.errors import error_body
+from gateway.http.errors import documented, error_body
 from gateway.services import Services
 from shared.errors import ErrorCode, ErrorInfo, ErrorType, NotFound
 from shared.messages import Priority, TranscribeRequest, TranscriptionFinal, TranscriptSegment, new_id
 
-router = APIRouter()
+router = APIRouter(responses=documented(401, 429))
 
 ResponseFormat = Literal["json", "text", "srt", "verbose_json", "vtt"]
 _BLOB_TTL_S = 600
@@ -44,8 +44,21 @@ class TranscriptionForm(BaseModel):
     stream: bool = False
 
 
-@router.post("/v1/audio/transcriptions", response_model=None)
-async def create_transcription(request: Request, form: Annotated[TranscriptionForm, Form()]) -> Response:
+@router.post(
+    "/v1/audio/transcriptions",
+    response_model=None,
+    responses={
+        200: {
+            "description": "The transcript in the `response_format` asked for, or with `stream` true "
+            "`transcript.text.delta` events.",
+            "content": {"application/json": {}, "text/plain": {}, "text/vtt": {}, "text/event-stream": {}},
+        },
+        **documented(400, 404, 413, 503),
+    },
+)
+async def create_transcription(
+    request: Request, form: Annotated[TranscriptionForm, Form(media_type="multipart/form-data")]
+) -> Response:
     services: Services = request.app.state.services
     s = services.settings
     if form.model != s.asr_served_name and form.model not in s.asr_model_aliases:
