@@ -52,6 +52,10 @@ return 0
 """
 
 
+# The longest completion window a batch may ask for.
+MAX_WINDOW_S = 7 * 24 * 3600
+
+
 class BatchStore:
     def __init__(self, client: aioredis.Redis, keys: Keys, *, ttl_s: int) -> None:
         self._r = client
@@ -72,6 +76,9 @@ class BatchStore:
             pipe.hset(k.batch(batch.id), mapping=cast(Any, fields))
             pipe.expire(k.batch(batch.id), window + self._ttl_s)
             pipe.zadd(k.batches_index(), {batch.id: time.time()})
+            # Entries older than the longest a batch's keys live name batches that are gone; listing
+            # prunes them too, but a service whose batches are never listed would grow this for ever.
+            pipe.zremrangebyscore(k.batches_index(), "-inf", time.time() - MAX_WINDOW_S - self._ttl_s)
             pipe.sadd(k.batches_active(), batch.id)
             await pipe.execute()
 

@@ -15,6 +15,7 @@ from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.auth import owner_of
+from gateway.batch.store import MAX_WINDOW_S
 from gateway.http.errors import documented
 from gateway.http.files import list_page
 from gateway.services import Services
@@ -25,7 +26,6 @@ router = APIRouter(responses=documented(401, 429))
 
 _WINDOW = re.compile(r"^(\d{1,6})([smh])$")
 _UNIT_S = {"s": 1, "m": 60, "h": 3600}
-_MAX_WINDOW_S = 7 * 24 * 3600
 
 
 class CreateBatch(BaseModel):
@@ -93,6 +93,6 @@ async def cancel_batch(request: Request, batch_id: str) -> BatchObject:
 def _window_s(text: str) -> int:
     match = _WINDOW.match(text)
     seconds = int(match.group(1)) * _UNIT_S[match.group(2)] if match else 0
-    if not 0 < seconds <= _MAX_WINDOW_S:
+    if not 0 < seconds <= MAX_WINDOW_S:
         raise InvalidRequest("completion_window must be like '24h' (at most 7 days).", param="completion_window")
     return seconds

@@ -6,8 +6,9 @@ import redis
 import redis.asyncio as aioredis
 
 from gateway.batch.files import FileStore
+from gateway.batch.store import MAX_WINDOW_S, BatchStore
 from shared.keys import Keys
-from shared.messages import InputAudio, InputImage, InputText, MessageItem
+from shared.messages import BatchObject, InputAudio, InputImage, InputText, MessageItem
 from shared.response_state import AsyncResponseStore
 from shared.sessions import SessionStore, SessionWriter
 
@@ -79,4 +80,24 @@ async def test_the_files_index_drops_entries_of_expired_files_without_being_list
     await client.zadd(KEYS.files_index(), {"file-gone": time.time() - 61})  # its keys expired a second ago
     made = await files.create(b"{}\n", "in.jsonl", "batch", "owner")
     assert [m.decode() for m in await client.zrange(KEYS.files_index(), 0, -1)] == [made.id]
+    await client.aclose()
+
+
+async def test_the_batches_index_drops_entries_of_expired_batches_without_being_listed(fresh_redis_url):
+    client = aioredis.Redis.from_url(fresh_redis_url)
+    batches = BatchStore(client, KEYS, ttl_s=60)
+    gone = time.time() - MAX_WINDOW_S - 61  # made longer ago than any batch's keys live
+    await client.zadd(KEYS.batches_index(), {"batch-gone": gone})
+    now = int(time.time())
+    batch = BatchObject(
+        id="batch-new",
+        endpoint="/v1/chat/completions",
+        input_file_id="file-x",
+        completion_window="24h",
+        status="validating",
+        created_at=now,
+        expires_at=now + 86400,
+    )
+    await batches.create(batch, "owner")
+    assert [m.decode() for m in await client.zrange(KEYS.batches_index(), 0, -1)] == ["batch-new"]
     await client.aclose()
