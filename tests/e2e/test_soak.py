@@ -17,6 +17,7 @@ import base64
 import contextlib
 import functools
 import re
+import statistics
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -200,9 +201,14 @@ async def test_redis_holds_nothing_of_sessions_that_ended(own_redis, tmp_path):
     for n, f in enumerate(figures, 1):
         print(f"after round {n}: {f}")
     assert all(f["bindings"] == figures[0]["bindings"] for f in figures), "Celery's bindings grew"
-    first = figures[0]
-    for n, f in enumerate(figures[1:], 2):
-        for what in ("state", "dataset", "key_bytes"):
-            assert f[what] - first[what] <= STATE_BOUND, (what, n, f, first)
+    first, later = figures[0], figures[1:]
+    # A leak adds up round after round, so it shows in the median of the later rounds. One round may
+    # also catch Redis mid-way through growing its key table (+20 KB once in CI), hence the looser
+    # bound on any single round; before the fixes each round left about 500 KB.
+    for what in ("state", "dataset", "key_bytes"):
+        assert statistics.median(f[what] for f in later) - first[what] <= STATE_BOUND, (what, later, first)
+        for n, f in enumerate(later, 2):
+            assert f[what] - first[what] <= 4 * STATE_BOUND, (what, n, f, first)
+    for n, f in enumerate(later, 2):
         assert f["used"] - first["used"] <= USED_BOUND, (n, f, first)
         assert f["keys"] <= first["keys"] + 6, (n, f, first)  # at most a new minute's three counters, twice
