@@ -7,10 +7,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import redis
 
 from cli.redis_server import start_server
-from tests.helpers import Stack, free_port, running_stack
+from tests.helpers import Stack, emptied, free_port, running_stack
 
 _databases = itertools.cycle(range(1, 14))
 
@@ -31,10 +30,7 @@ def fresh_redis_url(redis_base: str) -> str:
     Database 0 is the shared `stack`'s, 14 and 15 belong to the HTTP fuzz and hostile-input modules;
     1-13 are handed out in turn and emptied first (tests run one at a time).
     """
-    url = f"{redis_base}/{next(_databases)}"
-    with redis.Redis.from_url(url) as client:
-        client.flushdb()
-    return url
+    return emptied(f"{redis_base}/{next(_databases)}")
 
 
 @pytest.fixture(scope="session")

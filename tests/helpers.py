@@ -27,6 +27,13 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def emptied(redis_url: str) -> str:
+    """The URL of a Redis database after emptying it, so nothing an earlier test left is taken up."""
+    with redis.Redis.from_url(redis_url) as client:
+        client.flushdb()
+    return redis_url
+
+
 def wait_for(predicate: Any, timeout: float, what: str, interval: float = 0.1) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -1,15 +1,47 @@
-"""Faults the service must survive or report: a worker kind absent altogether."""
+"""Faults the service must survive or report: a worker kind absent altogether, Redis stopping."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
 import time
+from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
+import pytest
 
-from tests.helpers import realtime, running_stack, user_message
+from cli.redis_server import start_server
+from tests.helpers import free_port, realtime, running_stack, user_message
 from tests.speech import silence, speak, wav_bytes
+
+
+class OwnRedis:
+    """A private redis-server with an append-only file, to stop and start again in the middle of a test."""
+
+    def __init__(self, data: Path) -> None:
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self._data = data
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self._proc = start_server(self.port, data_dir=self._data)
+
+    def stop(self) -> None:
+        if self._proc is not None:
+            self._proc.terminate()
+            self._proc.wait(10)
+            self._proc = None
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[OwnRedis]:
+    server = OwnRedis(tmp_path / "redis")
+    server.start()
+    yield server
+    server.stop()
 
 
 async def test_a_missing_worker_kind_fails_fast_and_clearly(fresh_redis_url, tmp_path):
@@ -40,117 +72,92 @@ async def test_a_missing_worker_kind_fails_fast_and_clearly(fresh_redis_url, tmp
             assert heard.status_code == 503 and "No audio worker" in heard.json()["error"]["message"]
 
 
-async def test_redis_stopped_for_ten_seconds_and_restarted(tmp_path):
+async def test_redis_stopped_for_ten_seconds_and_restarted(own_redis: OwnRedis, tmp_path):
     """Gateway and workers reconnect by themselves; new sessions work within 5 s of Redis coming back."""
-    from cli.redis_server import start_server
-    from tests.helpers import free_port
+    url = own_redis.url
+    with running_stack(url, tmp_path / "logs", decoders=1, audio=0, image=0, lease_ttl_s="2") as stack:
+        async with realtime(stack.ws) as rt:
+            await rt.send(user_message("What is the capital of France? Answer in one word."))
+            await rt.send({"type": "response.create"})
+            assert (await rt.until("response.done"))[-1]["response"]["status"] == "completed"
+        own_redis.stop()
+        await asyncio.sleep(10)
+        own_redis.start()
+        back = time.monotonic()
+        answered = None
 
-    port = free_port()
-    data = tmp_path / "redis"
-    data.mkdir()
-    redis_proc = start_server(port, data_dir=data)
-    url = f"redis://127.0.0.1:{port}/0"
-    try:
-        with running_stack(url, tmp_path / "logs", decoders=1, audio=0, image=0, lease_ttl_s="2") as stack:
-            async with realtime(stack.ws) as rt:
-                await rt.send(user_message("What is the capital of France? Answer in one word."))
+        async def one_turn() -> str:
+            async with realtime(stack.ws, temperature=None) as rt:
+                await rt.send(user_message("What is the capital of Italy? Answer in one word."))
                 await rt.send({"type": "response.create"})
-                assert (await rt.until("response.done"))[-1]["response"]["status"] == "completed"
-            redis_proc.terminate()
-            redis_proc.wait(10)
-            await asyncio.sleep(10)
-            redis_proc = start_server(port, data_dir=data)
-            back = time.monotonic()
-            answered = None
+                while (event := await rt.next())["type"] not in ("response.done", "error"):
+                    pass
+                return (
+                    "completed"
+                    if event["type"] == "response.done" and event["response"]["status"] == "completed"
+                    else "no"
+                )
 
-            async def one_turn() -> str:
-                async with realtime(stack.ws, temperature=None) as rt:
-                    await rt.send(user_message("What is the capital of Italy? Answer in one word."))
-                    await rt.send({"type": "response.create"})
-                    while (event := await rt.next())["type"] not in ("response.done", "error"):
-                        pass
-                    return (
-                        "completed"
-                        if event["type"] == "response.done" and event["response"]["status"] == "completed"
-                        else "no"
-                    )
-
-            while answered is None and time.monotonic() - back < 60:
-                try:
-                    if await asyncio.wait_for(one_turn(), 15) == "completed":
-                        answered = time.monotonic() - back
-                    else:
-                        await asyncio.sleep(0.5)
-                except Exception:  # noqa: BLE001 - the gateway or the decoder may still be reconnecting
+        while answered is None and time.monotonic() - back < 60:
+            try:
+                if await asyncio.wait_for(one_turn(), 15) == "completed":
+                    answered = time.monotonic() - back
+                else:
                     await asyncio.sleep(0.5)
-            assert answered is not None, stack.logs()
-            assert answered < 10, answered  # a new session's first answer, the decoder's reconnection included
-            print(f"answered {answered:.1f} s after Redis came back")
-    finally:
-        redis_proc.terminate()
-        redis_proc.wait(10)
+            except Exception:  # noqa: BLE001 - the gateway or the decoder may still be reconnecting
+                await asyncio.sleep(0.5)
+        assert answered is not None, stack.logs()
+        assert answered < 10, answered  # a new session's first answer, the decoder's reconnection included
+        print(f"answered {answered:.1f} s after Redis came back")
 
 
-async def test_a_reply_in_flight_when_redis_stops_ends_clearly(tmp_path):
+async def test_a_reply_in_flight_when_redis_stops_ends_clearly(own_redis: OwnRedis, tmp_path):
     """Redis stops mid-reply for 10 s: the client is told (the reply completes or fails with a message)."""
-    from cli.redis_server import start_server
-    from tests.helpers import free_port
+    url = own_redis.url
+    with running_stack(url, tmp_path / "logs", decoders=1, audio=0, image=0, lease_ttl_s="2") as stack:
+        async with realtime(stack.ws) as rt:
+            await rt.send(user_message("Count from 1 to 300, one number per line."))
+            await rt.send({"type": "response.create", "response": {"max_output_tokens": 1500}})
+            await rt.until("response.output_text.delta", timeout=60)
+            own_redis.stop()
+            stopped = time.monotonic()
+            event = None
+            while event is None or event["type"] not in ("response.done", "error"):
+                event = await rt.next(timeout=60)
+            took = time.monotonic() - stopped
+            await asyncio.sleep(max(0.0, 10 - took))
+            own_redis.start()
+            print(f"\nthe reply ended {took:.1f} s after Redis stopped: {event}")
+            # The reply ends as a response should, saying why.
+            assert event["type"] == "response.done", event
+            status = event["response"]["status"]
+            assert status in ("completed", "failed"), event
+            if status == "failed":
+                assert "lost its connection to Redis" in event["response"]["status_details"]["error"]["message"]
+            assert took < 10  # told while Redis is still down, not after
+        # A new session on the same gateway answers.
+        async with realtime(stack.ws) as rt:
+            text, done = await rt.ask("What is the capital of France? Answer in one word.")
+            assert done["response"]["status"] == "completed" and "Paris" in text, stack.logs()
 
-    port = free_port()
-    data = tmp_path / "redis"
-    data.mkdir()
-    redis_proc = start_server(port, data_dir=data)
-    url = f"redis://127.0.0.1:{port}/0"
-    try:
-        with running_stack(url, tmp_path / "logs", decoders=1, audio=0, image=0, lease_ttl_s="2") as stack:
-            async with realtime(stack.ws) as rt:
-                await rt.send(user_message("Count from 1 to 300, one number per line."))
-                await rt.send({"type": "response.create", "response": {"max_output_tokens": 1500}})
-                await rt.until("response.output_text.delta", timeout=60)
-                redis_proc.terminate()
-                redis_proc.wait(10)
-                stopped = time.monotonic()
-                event = None
-                while event is None or event["type"] not in ("response.done", "error"):
-                    event = await rt.next(timeout=60)
-                took = time.monotonic() - stopped
-                await asyncio.sleep(max(0.0, 10 - took))
-                redis_proc = start_server(port, data_dir=data)
-                print(f"\nthe reply ended {took:.1f} s after Redis stopped: {event}")
-                # The reply ends as a response should, saying why.
-                assert event["type"] == "response.done", event
-                status = event["response"]["status"]
-                assert status in ("completed", "failed"), event
-                if status == "failed":
-                    assert "lost its connection to Redis" in event["response"]["status_details"]["error"]["message"]
-                assert took < 10  # told while Redis is still down, not after
-            # A new session on the same gateway answers.
-            async with realtime(stack.ws) as rt:
-                text, done = await rt.ask("What is the capital of France? Answer in one word.")
-                assert done["response"]["status"] == "completed" and "Paris" in text, stack.logs()
-
-            # The same over HTTP: a streamed chat completion ends with an error chunk and [DONE].
-            body = {
-                "model": "qwen2.5-coder-0.5b-instruct",
-                "messages": [{"role": "user", "content": "Count from 1 to 300, one number per line."}],
-                "max_tokens": 1500,
-                "stream": True,
-            }
-            lines: list[str] = []
-            async with (
-                httpx.AsyncClient(base_url=stack.http, timeout=60) as http,
-                http.stream("POST", "/v1/chat/completions", json=body) as reply,
-            ):
-                async for line in reply.aiter_lines():
-                    if line.startswith("data: "):
-                        lines.append(line.removeprefix("data: "))
-                        if len(lines) == 3:  # the role chunk and two of text
-                            redis_proc.terminate()
-                            redis_proc.wait(10)
-            assert lines[-1] == "[DONE]", lines[-3:]
-            error = json.loads(lines[-2])["error"]
-            assert "lost its connection to Redis" in error["message"], error
-            redis_proc = start_server(port, data_dir=data)
-    finally:
-        redis_proc.terminate()
-        redis_proc.wait(10)
+        # The same over HTTP: a streamed chat completion ends with an error chunk and [DONE].
+        body = {
+            "model": "qwen2.5-coder-0.5b-instruct",
+            "messages": [{"role": "user", "content": "Count from 1 to 300, one number per line."}],
+            "max_tokens": 1500,
+            "stream": True,
+        }
+        lines: list[str] = []
+        async with (
+            httpx.AsyncClient(base_url=stack.http, timeout=60) as http,
+            http.stream("POST", "/v1/chat/completions", json=body) as reply,
+        ):
+            async for line in reply.aiter_lines():
+                if line.startswith("data: "):
+                    lines.append(line.removeprefix("data: "))
+                    if len(lines) == 3:  # the role chunk and two of text
+                        own_redis.stop()
+        assert lines[-1] == "[DONE]", lines[-3:]
+        error = json.loads(lines[-2])["error"]
+        assert "lost its connection to Redis" in error["message"], error
+        own_redis.start()

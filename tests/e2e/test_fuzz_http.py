@@ -17,12 +17,11 @@ from typing import Any
 
 import httpx
 import pytest
-import redis
 import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis import Case, CheckContext, Response
 
-from tests.helpers import Stack, running_stack
+from tests.helpers import Stack, emptied, running_stack
 
 KEY = "sk-fuzz-0123456789abcdef"
 AUTH = {"Authorization": f"Bearer {KEY}"}
@@ -35,9 +34,7 @@ NO_WORKER = {"decoder_unavailable", "audio_unavailable", "media_unavailable"}
 
 @pytest.fixture(scope="module")
 def gateway(redis_base: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    url = f"{redis_base}/15"
-    with redis.Redis.from_url(url) as client:
-        client.flushdb()  # nothing another test left in this database is taken up
+    url = emptied(f"{redis_base}/15")
     log_dir: Path = tmp_path_factory.mktemp("fuzz-http")
     with running_stack(
         url,

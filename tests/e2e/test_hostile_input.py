@@ -27,12 +27,11 @@ from typing import Any
 
 import httpx
 import pytest
-import redis
 import websockets
 from PIL import Image
 from websockets.sync.client import connect
 
-from tests.helpers import Stack, running_stack
+from tests.helpers import Stack, emptied, running_stack
 
 HEADER_TIMEOUT_S = 3.0
 MIB = 1 << 20
@@ -40,9 +39,7 @@ MIB = 1 << 20
 
 @pytest.fixture(scope="module")
 def gateway(redis_base: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    url = f"{redis_base}/14"
-    with redis.Redis.from_url(url) as client:
-        client.flushdb()  # nothing another test left in this database is taken up
+    url = emptied(f"{redis_base}/14")
     log_dir: Path = tmp_path_factory.mktemp("hostile")
     with running_stack(
         url,

@@ -12,15 +12,36 @@ after the visibility timeout (minutes); the waiting decoder sends it again
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
+import subprocess
 import time
+from collections.abc import Iterator
+from pathlib import Path
 
-from tests.helpers import make_stack, realtime, stream_audio, user_message, wait_for
+from tests.helpers import Stack, make_stack, realtime, stream_audio, user_message, wait_for
 from tests.pictures import data_url, image_message, picture
 from tests.speech import silence, speak
 
 NO_VAD = {"type": "session.update", "session": {"type": "realtime", "audio": {"input": {"turn_detection": None}}}}
+
+
+@contextlib.contextmanager
+def _decoder_and(
+    kind: str, name: str, redis_url: str, log_dir: Path, **settings: str
+) -> Iterator[tuple[Stack, subprocess.Popen[bytes]]]:
+    """A decoder, the gateway, and one worker of `kind`: the one the test freezes or kills."""
+    stack = make_stack(redis_url, log_dir, **settings)
+    try:
+        stack.start_worker("decode", "decode-0")
+        worker = stack.start_worker(kind, name)
+        stack.start_gateway()
+        stack.wait_ready("decode")
+        stack.wait_ready(kind)
+        yield stack, worker
+    finally:
+        stack.close()
 
 
 def _kill(proc) -> None:  # noqa: ANN001 - a Popen
@@ -29,13 +50,7 @@ def _kill(proc) -> None:  # noqa: ANN001 - a Popen
 
 
 async def test_image_worker_killed_holding_a_picture(fresh_redis_url, tmp_path):
-    stack = make_stack(fresh_redis_url, tmp_path, lease_ttl_s="2")
-    try:
-        stack.start_worker("decode", "decode-0")
-        victim = stack.start_worker("image", "image-victim")
-        stack.start_gateway()
-        stack.wait_ready("decode")
-        stack.wait_ready("image")
+    with _decoder_and("image", "image-victim", fresh_redis_url, tmp_path, lease_ttl_s="2") as (stack, victim):
         broker = stack.redis()
         async with realtime(stack.ws) as rt:
             os.killpg(victim.pid, signal.SIGSTOP)
@@ -63,18 +78,10 @@ async def test_image_worker_killed_holding_a_picture(fresh_redis_url, tmp_path):
         assert "sending it again" in (tmp_path / "decode-0.log").read_text()
         print(f"answered {took:.1f} s after the picture was sent")
         assert took < 30  # well before the decoder gives up on the picture, and the 660 s visibility timeout
-    finally:
-        stack.close()
 
 
 async def test_audio_worker_killed_mid_stream(fresh_redis_url, tmp_path):
-    stack = make_stack(fresh_redis_url, tmp_path, lease_ttl_s="2")
-    try:
-        stack.start_worker("decode", "decode-0")
-        victim = stack.start_worker("audio", "audio-victim")
-        stack.start_gateway()
-        stack.wait_ready("decode")
-        stack.wait_ready("audio")
+    with _decoder_and("audio", "audio-victim", fresh_redis_url, tmp_path, lease_ttl_s="2") as (stack, victim):
         client = stack.redis()
         question = "What is the capital of France?"
         async with realtime(stack.ws) as rt:
@@ -114,19 +121,13 @@ async def test_audio_worker_killed_mid_stream(fresh_redis_url, tmp_path):
         assert "taking over" in (tmp_path / "audio-1.log").read_text()
         print(f"answered {took:.1f} s after the audio worker was killed")
         assert took < 30
-    finally:
-        stack.close()
 
 
 async def test_slow_workers_hit_their_time_limits_and_the_client_is_told(fresh_redis_url, tmp_path):
     """A decoder past `decode_time_limit_s`, and a frozen image worker past `transcript_wait_s`."""
-    stack = make_stack(fresh_redis_url, tmp_path, decode_time_limit_s="3", transcript_wait_s="4")
-    try:
-        stack.start_worker("decode", "decode-0")
-        frozen = stack.start_worker("image", "image-frozen")
-        stack.start_gateway()
-        stack.wait_ready("decode")
-        stack.wait_ready("image")
+    with _decoder_and(
+        "image", "image-frozen", fresh_redis_url, tmp_path, decode_time_limit_s="3", transcript_wait_s="4"
+    ) as (stack, frozen):
         async with realtime(stack.ws) as rt:
             started = time.monotonic()
             await rt.send(user_message("Count from 1 to 1000, one number per line."))
@@ -149,5 +150,3 @@ async def test_slow_workers_hit_their_time_limits_and_the_client_is_told(fresh_r
             text, final = await rt.ask("What is the capital of France? Answer in one word.")
             assert final["response"]["status"] == "completed" and "Paris" in text
         os.killpg(frozen.pid, signal.SIGCONT)
-    finally:
-        stack.close()
