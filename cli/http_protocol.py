@@ -18,11 +18,16 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 _TOO_LARGE = b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
 
 
+class _HeadersTooLarge(Exception):
+    """Raised from the parser's callback: uvicorn then answers through `send_400_response`."""
+
+
 class _BoundedHeaders(HttpToolsProtocol):
     timeout_s: float
     max_bytes: int
     _deadline: asyncio.TimerHandle | None = None
-    _header_bytes = 0
+    _raw_bytes = 0  # read while the headers were still incomplete: a flood that never ends them
+    _parsed_bytes = 0  # URL and headers as the parser hands them over: headers that arrive in one read
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -35,15 +40,29 @@ class _BoundedHeaders(HttpToolsProtocol):
     def data_received(self, data: bytes) -> None:
         super().data_received(data)
         if self._deadline is not None and not self.transport.is_closing():
-            self._header_bytes += len(data)
-            if self._header_bytes > self.max_bytes:
-                self._disarm()
-                self.transport.write(_TOO_LARGE)
-                self.transport.close()
+            self._raw_bytes += len(data)
+            if self._raw_bytes > self.max_bytes:
+                self._refuse()
+
+    def on_url(self, url: bytes) -> None:
+        self._parsed_bytes += len(url)
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._parsed_bytes += len(name) + len(value) + 4
+        super().on_header(name, value)
 
     def on_headers_complete(self) -> None:
         self._disarm()
+        if self._parsed_bytes > self.max_bytes:
+            raise _HeadersTooLarge  # the request never reaches the app
         super().on_headers_complete()
+
+    def send_400_response(self, msg: str) -> None:
+        if self._parsed_bytes > self.max_bytes:
+            self._refuse()
+        else:
+            super().send_400_response(msg)
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
@@ -52,13 +71,18 @@ class _BoundedHeaders(HttpToolsProtocol):
 
     def _arm(self) -> None:
         self._disarm()
-        self._header_bytes = 0
+        self._raw_bytes = self._parsed_bytes = 0
         self._deadline = self.loop.call_later(self.timeout_s, self._too_slow)
 
     def _disarm(self) -> None:
         if self._deadline is not None:
             self._deadline.cancel()
             self._deadline = None
+
+    def _refuse(self) -> None:
+        self._disarm()
+        self.transport.write(_TOO_LARGE)
+        self.transport.close()
 
     def _too_slow(self) -> None:
         self._deadline = None

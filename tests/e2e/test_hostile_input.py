@@ -587,6 +587,17 @@ def test_request_headers_are_capped(gateway: Stack):
     assert answer.startswith(b"HTTP/1.1 431"), answer
     assert m.seconds < 3 and m.growth < 24, m
 
+    # The same headers complete, arriving in one read, are counted as parsed: a 431, no request.
+    with socket.create_connection(("127.0.0.1", gateway.port), timeout=30) as sock:
+        sock.sendall(start + lines + b"\r\n")
+        assert sock.recv(100).startswith(b"HTTP/1.1 431")
+    # A small request with a large body in the same read is not mistaken for large headers.
+    body = b"x" * (1 << 20)
+    post = b"POST /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: %d\r\n\r\n" % len(body)
+    with socket.create_connection(("127.0.0.1", gateway.port), timeout=30) as sock:
+        sock.sendall(post + body)
+        assert sock.recv(100).startswith(b"HTTP/1.1 405"), "headers of 60 bytes and a body of 1 MiB"
+
     with measured(gateway, "header flood") as m:
         sock = socket.create_connection(("127.0.0.1", gateway.port), timeout=30)
         sock.sendall(start)
