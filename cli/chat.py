@@ -22,6 +22,10 @@ def chat(
     url = url or f"ws://{settings.host}:{settings.port}/v1/realtime"
     try:
         return asyncio.run(_chat(url, settings.auth_headers(), instructions, temperature, once))
+    except websockets.InvalidStatus as exc:
+        hint = " (it wants an API key: set MMSTREAM_API_KEY)" if exc.response.status_code in (401, 403) else ""
+        print(f"cannot talk to {url}: {exc}{hint}", file=sys.stderr)
+        return 1
     except (OSError, websockets.WebSocketException) as exc:
         print(f"cannot talk to {url}: {exc}", file=sys.stderr)
         return 1

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
+import sys
 
 import httpx
 import openai
@@ -44,6 +46,18 @@ async def test_keys_guard_http_and_websocket(fresh_redis_url, tmp_path):
             async with websockets.connect(stack.ws):
                 pass
         assert refused_ws.value.response.status_code == 403
+        # `mmstream chat` without MMSTREAM_API_KEY says what is missing.
+        env = {k: v for k, v in stack.env.items() if k != "MMSTREAM_API_KEY"}
+        chat = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", "cli.main", "chat", "--url", stack.ws, "--once", "Hi"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert chat.returncode == 1 and "set MMSTREAM_API_KEY" in chat.stderr, chat.stderr
         async with websockets.connect(stack.ws, additional_headers={"Authorization": f"Bearer {KEY_B}"}) as ws:
             assert json.loads(await ws.recv())["type"] == "session.created"
         protocols = ["realtime", f"openai-insecure-api-key.{KEY_A}"]
