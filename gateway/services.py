@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 from celery import Celery
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
 
 from gateway.batch.files import FileStore
 from gateway.batch.store import BatchStore
@@ -39,7 +41,7 @@ class Services:
     @classmethod
     def build(cls, settings: Settings) -> Services:
         keys = Keys(settings.key_prefix)
-        client = aioredis.Redis.from_url(settings.redis_url, health_check_interval=30)
+        client = redis_client(settings.redis_url)
         celery = create_celery(settings)
         sessions = SessionStore(client, keys, ttl_s=settings.session_ttl_s, max_items=settings.max_conversation_items)
         responses = AsyncResponseStore(client, keys, ttl_s=settings.session_ttl_s)
@@ -66,3 +68,14 @@ class Services:
     async def close(self) -> None:
         await self.redis.aclose()
         self.celery.close()
+
+
+def redis_client(url: str) -> aioredis.Redis:
+    """The gateway's Redis client.
+
+    After Redis restarts, each pooled connection still points at the old server, and a command on one
+    fails once with "Connection closed by server" (a new session's first command did, in CI). One
+    retry on a fresh connection hides that from clients.
+    """
+    retry = Retry(ExponentialBackoff(cap=0.2, base=0.05), retries=1)
+    return aioredis.Redis.from_url(url, health_check_interval=30, retry=retry)

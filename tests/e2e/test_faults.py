@@ -161,3 +161,18 @@ async def test_a_reply_in_flight_when_redis_stops_ends_clearly(own_redis: OwnRed
         error = json.loads(lines[-2])["error"]
         assert "lost its connection to Redis" in error["message"], error
         own_redis.start()
+
+
+async def test_the_gateways_redis_connections_survive_a_restart(own_redis: OwnRedis):
+    """Every pooled connection points at the old server after a restart; none may fail a command."""
+    from gateway.services import redis_client
+
+    client = redis_client(own_redis.url)
+    # Fill the pool with several connections at once.
+    await asyncio.gather(*(client.blpop([f"nothing-{i}"], timeout=0.2) for i in range(4)))
+    assert len(client.connection_pool._available_connections) >= 4
+    own_redis.stop()
+    own_redis.start()
+    for i in range(8):  # more commands than pooled connections, each on whichever the pool hands out
+        assert await client.set(f"after-{i}", "ok") is True
+    await client.aclose()
