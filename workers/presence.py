@@ -39,10 +39,10 @@ class Presence:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"presence-{kind}", daemon=True)
 
-    @property
-    def holder(self) -> str:
-        """What this process writes into a lock it holds, so others can tell whether it still lives."""
-        return f"{self._key}|{self.instance}"
+    def lock_token(self) -> str:
+        """A value for a lock this process takes, naming it so others can tell whether it still lives
+        (`lock_holder_alive`); unique per acquisition."""
+        return f"{self._key}|{self.instance}|{secrets.token_hex(4)}"
 
     def start(self) -> None:
         self._thread.start()
@@ -74,12 +74,14 @@ class Presence:
             self._stop.wait(self._period)
 
 
-def holder_alive(client: redis.Redis, holder: str) -> bool:
-    """Whether the process that wrote `holder` (see `Presence.holder`) still publishes its presence.
+def lock_holder_alive(client: redis.Redis, token: str | bytes) -> bool:
+    """Whether the process that wrote this lock token (`Presence.lock_token`) still publishes its presence.
 
     A killed worker's record expires within its TTL; a restarted one has another instance.
     """
-    key, _, instance = holder.rpartition("|")
+    text = token.decode() if isinstance(token, bytes) else token
+    key, _, rest = text.partition("|")
+    instance = rest.partition("|")[0]
     raw: Any = client.get(key) if key else None
     if raw is None:
         return False

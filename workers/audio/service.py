@@ -45,7 +45,7 @@ from workers.audio.stream import Ended, StreamProcessor, StreamState, TurnConfig
 from workers.audio.vad import SileroVad
 from workers.audio.whisper import SAMPLE_RATE, WhisperASR
 from workers.base import ModelService
-from workers.presence import Presence, holder_alive
+from workers.presence import Presence, lock_holder_alive
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +119,7 @@ class AudioService(ModelService[_Models]):
         sid = request.session_id
         lock = self._keys.audio_lock(sid)
         while True:
-            token = f"{self._presence.holder}|{secrets.token_hex(4)}"
+            token = self._presence.lock_token()
             if not self._take_lock(lock, token):
                 # Another live worker is at it and looks at the log again after releasing the lock.
                 self._r.delete(self._keys.audio_pending(sid))
@@ -145,8 +145,7 @@ class AudioService(ModelService[_Models]):
         held: Any = self._r.get(lock)
         if held is None:
             return bool(self._r.set(lock, token, nx=True, px=_LOCK_MS))
-        holder = _text(held).rpartition("|")[0]
-        if holder_alive(self._r, holder):
+        if lock_holder_alive(self._r, held):
             return False
         log.warning("session %s: the audio worker holding it is gone; taking over", lock)
         return bool(self._swap(keys=[lock], args=[_text(held), token, _LOCK_MS]))

@@ -22,7 +22,7 @@ from shared.celery_app import QUEUE_AUDIO, QUEUE_IMAGE, TASK_AUDIO_STREAM, creat
 from shared.config import Settings
 from shared.keys import Keys
 from shared.messages import AudioStreamRequest, InputAudio, InputImage, MessageItem
-from workers.presence import holder_alive
+from workers.presence import lock_holder_alive
 
 log = logging.getLogger(__name__)
 
@@ -80,10 +80,8 @@ class MediaRedelivery:
     def _stream_stalled(self, session_id: str) -> bool:
         """Nobody alive holds the session's audio and no stream task waits for it."""
         held: Any = self._r.get(self._keys.audio_lock(session_id))
-        if held is not None:
-            holder = (held.decode() if isinstance(held, bytes) else str(held)).rpartition("|")[0]
-            if holder_alive(self._r, holder):
-                return False
+        if held is not None and lock_holder_alive(self._r, held):
+            return False
         if self._queued(QUEUE_AUDIO):
             return False
         # Mark the session's stream task as waiting, as new audio does (a copy is harmless: the lock).
