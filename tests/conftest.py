@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from cli.redis_server import start_server
-from tests.helpers import Stack, emptied, free_port, running_stack
+from tests.helpers import OwnRedis, Stack, emptied, free_port, running_stack
 
 _databases = itertools.cycle(range(1, 14))
 
@@ -39,3 +39,12 @@ def stack(redis_base: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     log_dir: Path = tmp_path_factory.mktemp("stack")
     with running_stack(f"{redis_base}/0", log_dir, decoders=1) as s:
         yield s
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[OwnRedis]:
+    """A private Redis of its own (with an append-only file) that a test may stop and start again."""
+    server = OwnRedis(tmp_path / "redis")
+    server.start()
+    yield server
+    server.stop()

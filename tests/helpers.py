@@ -18,6 +18,8 @@ from typing import Any
 
 import redis
 
+from cli.redis_server import start_server
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -244,3 +246,22 @@ async def stream_audio(rt: Realtime, pcm: bytes, *, rate: int = 24000, pace: flo
         await rt.send({"type": "input_audio_buffer.append", "audio": base64.b64encode(pcm[i : i + step]).decode()})
         if pace:
             await asyncio.sleep(0.1 * pace)
+
+
+class OwnRedis:
+    """A private redis-server with an append-only file, to stop and start again in the middle of a test."""
+
+    def __init__(self, data: Path) -> None:
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self._data = data
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self._proc = start_server(self.port, data_dir=self._data)
+
+    def stop(self) -> None:
+        if self._proc is not None:
+            self._proc.terminate()
+            self._proc.wait(10)
+            self._proc = None

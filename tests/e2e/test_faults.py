@@ -4,44 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
-import pytest
 
-from cli.redis_server import start_server
-from tests.helpers import free_port, realtime, running_stack, user_message
+from tests.helpers import OwnRedis, realtime, running_stack, user_message
 from tests.speech import silence, speak, wav_bytes
-
-
-class OwnRedis:
-    """A private redis-server with an append-only file, to stop and start again in the middle of a test."""
-
-    def __init__(self, data: Path) -> None:
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self._data = data
-        self._proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self._proc = start_server(self.port, data_dir=self._data)
-
-    def stop(self) -> None:
-        if self._proc is not None:
-            self._proc.terminate()
-            self._proc.wait(10)
-            self._proc = None
-
-
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[OwnRedis]:
-    server = OwnRedis(tmp_path / "redis")
-    server.start()
-    yield server
-    server.stop()
 
 
 async def test_a_missing_worker_kind_fails_fast_and_clearly(fresh_redis_url, tmp_path):

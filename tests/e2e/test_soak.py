@@ -19,14 +19,12 @@ import functools
 import re
 import statistics
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import redis
 
-from cli.redis_server import start_server
-from tests.helpers import Realtime, free_port, realtime, running_stack, stream_audio, wait_for
+from tests.helpers import OwnRedis, Realtime, realtime, running_stack, stream_audio, wait_for
 from tests.pictures import data_url, image_message, picture
 from tests.speech import silence, speak
 
@@ -62,15 +60,6 @@ USED_BOUND = 384 * 1024
 
 SPOKEN = "What is the capital of France?"
 NO_VAD = {"type": "session.update", "session": {"type": "realtime", "audio": {"input": {"turn_detection": None}}}}
-
-
-@pytest.fixture
-def own_redis() -> Iterator[str]:
-    port = free_port()
-    proc = start_server(port)
-    yield f"redis://127.0.0.1:{port}/0"
-    proc.terminate()
-    proc.wait(10)
 
 
 def _owned_ids(rt: Realtime) -> set[str]:
@@ -181,10 +170,10 @@ async def _round(url: str, pcm: bytes) -> set[str]:
     return set().union(*owned)
 
 
-async def test_redis_holds_nothing_of_sessions_that_ended(own_redis, tmp_path):
+async def test_redis_holds_nothing_of_sessions_that_ended(own_redis: OwnRedis, tmp_path):
     pcm = await asyncio.to_thread(speak, SPOKEN)
     figures: list[dict[str, Any]] = []
-    with running_stack(own_redis, tmp_path, decoders=1, audio=1, image=1) as stack:
+    with running_stack(own_redis.url, tmp_path, decoders=1, audio=1, image=1) as stack:
         client = stack.redis()
         before = _memory(client)
         for _ in range(ROUNDS):
