@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import json
 import mimetypes
+import signal
 import sys
 import time
 from collections.abc import Iterator
@@ -50,7 +51,29 @@ class Request:
     kind: str  # image, audio or request (a line of the user's own JSONL)
 
 
+class _Interrupted(Exception):
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _interrupt(signum: int, _frame: object) -> None:
+    raise _Interrupted(signum)
+
+
 def run(path: Path, options: BatchOptions) -> int:
+    # Ctrl-C and SIGTERM stop the run where it is, to be resumed. Set here, not left to Python's
+    # default: a process started in the background of a script inherits SIGINT ignored, and Python
+    # then never raises KeyboardInterrupt (the run went on to the end).
+    previous = {signum: signal.signal(signum, _interrupt) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        return _run(path, options)
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _run(path: Path, options: BatchOptions) -> int:
     requests = list(_requests(path, options))
     done = _finished_ids(options.out)
     todo = [r for r in requests if r.custom_id not in done]
@@ -62,9 +85,9 @@ def run(path: Path, options: BatchOptions) -> int:
             todo = [r for r in todo if r.custom_id not in resumed]
             for chunk in _chunks(todo, options.chunk):
                 _run_chunk(client, chunk, options, bar)
-        except KeyboardInterrupt:
+        except _Interrupted as stopped:
             print("\ninterrupted: run the same command again to go on", file=sys.stderr)
-            return 130
+            return 128 + stopped.signum
         except httpx.HTTPError as exc:
             print(f"\nthe service did not answer as expected: {exc}", file=sys.stderr)
             return 1
