@@ -1,18 +1,27 @@
 # `make run`: install into .venv (first time), resolve the bundled models, start the service.
 # `make test`: install with the test tools, lint, run the test suite.
-.PHONY: run test lint bench install install-dev lock
+.PHONY: run test lint bench install install-dev lock FORCE
 
 VENV := .venv
 STAMP := $(VENV)/.installed
 STAMP_DEV := $(VENV)/.installed-dev
 
 LOCKS := requirements/runtime.lock requirements/dev.lock requirements/llama.lock
+# Holds the MMSTREAM_LLAMA_CMAKE_ARGS of the last install, rewritten only when they change: new
+# build flags make the install run again (and rebuild llama.cpp), as a new lock file does.
+LLAMA_ARGS := $(VENV)/.llama-cmake-args
 
-$(STAMP): pyproject.toml scripts/install.sh $(LOCKS)
+$(LLAMA_ARGS): FORCE
+	@mkdir -p $(VENV)
+	@printf '%s' "$$MMSTREAM_LLAMA_CMAKE_ARGS" | cmp -s - $@ || printf '%s' "$$MMSTREAM_LLAMA_CMAKE_ARGS" > $@
+
+FORCE:
+
+$(STAMP): pyproject.toml scripts/install.sh $(LOCKS) $(LLAMA_ARGS)
 	scripts/install.sh
 	touch $@
 
-$(STAMP_DEV): pyproject.toml scripts/install.sh $(LOCKS)
+$(STAMP_DEV): pyproject.toml scripts/install.sh $(LOCKS) $(LLAMA_ARGS)
 	scripts/install.sh --dev
 	touch $@ $(STAMP)
 

@@ -113,6 +113,9 @@ def main() -> None:
 
     from llama_cpp import Llama
 
+    from workers.decoder.llama import init_backend
+
+    init_backend()  # the best CPU variant, as the decoder loads it
     llm = Llama(
         model_path=str(model.path),
         n_ctx=args.n_ctx,

@@ -128,7 +128,12 @@ async def _server(base: str, levels: list[int], max_tokens: int) -> dict[int, Ru
 def _start_server(model: Path, threads: int, n_ctx: int) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     log = Path(tempfile.mkdtemp(prefix="mmstream-bench-")) / "llama-server.log"
-    cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--n_threads", str(threads)]
+    # llama_cpp.server itself loads no CPU backend: load the one the decoder would, then run it.
+    launch = (
+        "import runpy; from workers.decoder.llama import init_backend; init_backend(); "
+        "runpy.run_module('llama_cpp.server', run_name='__main__')"
+    )
+    cmd = [sys.executable, "-c", launch, "--model", str(model), "--n_threads", str(threads)]
     cmd += ["--n_threads_batch", str(threads), "--n_ctx", str(n_ctx), "--n_batch", "256", "--port", str(port)]
     cmd += ["--interrupt_requests", "False"]  # by default a new request cuts off the one streaming
     with log.open("wb") as out:

@@ -4,16 +4,22 @@
 #   scripts/install.sh --dev    plus the test and lint tools: requirements/dev.lock
 # Dependencies come only from those hash-pinned lock files (`make lock` rewrites them from pyproject.toml).
 # llama-cpp-python compiles from source (about 15 minutes on 2 cores). The built wheel is kept in
-# ~/.cache/mmstream/wheels under a hash of its build flags, so later installs take seconds.
+# ~/.cache/mmstream/wheels under a hash of its version and build flags, so later installs take seconds.
+# The install ends by generating a few tokens with it: a library this CPU cannot run fails here.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PY=${PYTHON:-python3.11}
 command -v "$PY" >/dev/null || PY=python3
 LLAMA_VERSION=$(sed -n 's/^llama-cpp-python==\([0-9.]*\).*/\1/p' requirements/llama.lock)
-# GGML_NATIVE=OFF with explicit ISA flags: the default native build dies with "Illegal instruction"
-# on these machines. AVX-VNNI (the VEX form) is left off: AMD EPYC (Zen 4) has AVX512-VNNI but not it.
-LLAMA_CMAKE_ARGS=${MMSTREAM_LLAMA_CMAKE_ARGS:-"-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON -DGGML_AVX512=ON -DGGML_AVX512_VBMI=ON -DGGML_AVX512_VNNI=ON -DGGML_AVX512_BF16=ON"}
+# One build for every x86-64 CPU, never for the machine that happens to build it (a native or an
+# AVX-512 build dies with SIGILL on CPUs without those instructions). GGML_CPU_ALL_VARIANTS makes one
+# libggml-cpu-<variant>.so per instruction-set level, from x64 to sapphirerapids, installed beside
+# libllama.so; the decoder loads the best this CPU and its kernel support (workers/decoder/backends.py).
+# (:STRING keeps the directory relative to the wheel: CMake makes a relative PATH absolute.)
+# MMSTREAM_LLAMA_CMAKE_ARGS adds to these (a later -D wins), e.g. -DGGML_CUDA=on for NVIDIA GPUs.
+DISPATCH_ARGS="-DGGML_NATIVE=OFF -DGGML_BACKEND_DL=ON -DGGML_CPU_ALL_VARIANTS=ON -DGGML_BACKEND_DIR:STRING=llama_cpp/lib"
+LLAMA_CMAKE_ARGS="$DISPATCH_ARGS${MMSTREAM_LLAMA_CMAKE_ARGS:+ $MMSTREAM_LLAMA_CMAKE_ARGS}"
 
 lock=requirements/runtime.lock
 [[ "${1:-}" == "--dev" ]] && lock=requirements/dev.lock
@@ -25,7 +31,8 @@ pip=(.venv/bin/python -m pip)
 # install. (pip checks hashes of what it installs, not of the tools a source build pulls in.)
 "${pip[@]}" install --quiet --require-hashes -r "$lock"
 
-flags_hash=$(printf '%s %s' "$LLAMA_VERSION" "$LLAMA_CMAKE_ARGS" | sha256sum | cut -c1-16)
+# The cache key covers all that makes the library what it is: the pinned sdist and the flags.
+flags_hash=$(printf '%s %s' "$(cat requirements/llama.lock)" "$LLAMA_CMAKE_ARGS" | sha256sum | cut -c1-16)
 wheel_dir="${XDG_CACHE_HOME:-$HOME/.cache}/mmstream/wheels/llama-$flags_hash"
 if ! ls "$wheel_dir"/llama_cpp_python-"$LLAMA_VERSION"-*.whl >/dev/null 2>&1; then
   echo "Building llama-cpp-python $LLAMA_VERSION from source (once; about 15 minutes on 2 cores)..."
@@ -34,9 +41,33 @@ if ! ls "$wheel_dir"/llama_cpp_python-"$LLAMA_VERSION"-*.whl >/dev/null 2>&1; th
   CMAKE_ARGS="$LLAMA_CMAKE_ARGS" "${pip[@]}" wheel --quiet --no-deps --no-cache-dir --require-hashes \
     --no-binary llama-cpp-python -w "$wheel_dir" -r requirements/llama.lock
 fi
-"${pip[@]}" install --quiet --no-deps --no-index "$wheel_dir"/llama_cpp_python-"$LLAMA_VERSION"-*.whl
+# --force-reinstall: pip keeps an installed package of the same version, so it would keep a
+# library built with other flags.
+"${pip[@]}" install --quiet --no-deps --no-index --force-reinstall "$wheel_dir"/llama_cpp_python-"$LLAMA_VERSION"-*.whl
 
 # mmstream itself, editable; its dependencies are all in place from the lock.
 "${pip[@]}" install --quiet --no-deps --no-build-isolation -e .
 "${pip[@]}" check
+
+# Prove the library runs here: load it and the bundled model, generate a few tokens.
+echo "Checking that llama.cpp runs on this CPU (a few tokens with the bundled model)..."
+log=$(mktemp)
+status=0
+report=$(.venv/bin/python -m workers.decoder.selftest --tokens 4 2>"$log") || status=$?
+if [[ $status -ne 0 ]]; then
+  cat "$log" >&2
+  why=$(.venv/bin/python -c 'import sys; from shared.exits import describe_exit; print(describe_exit(int(sys.argv[1])))' "$status")
+  cat >&2 <<EOF
+
+The llama.cpp library built here cannot run on this machine: its self-test $why.
+Built with: $LLAMA_CMAKE_ARGS
+What to do: pin an older CPU variant (MMSTREAM_DECODER_CPU_VARIANT=haswell, sse42 or x64) and run
+.venv/bin/python -m workers.decoder.selftest again, or rebuild with other flags in
+MMSTREAM_LLAMA_CMAKE_ARGS and run this install again.
+EOF
+  rm -f "$log"
+  exit 1
+fi
+rm -f "$log"
+echo "llama.cpp runs here: $report"
 echo "Installed mmstream into .venv from $lock."

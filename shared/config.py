@@ -87,6 +87,12 @@ class Settings(BaseSettings):
         "its own but several times slower when other workers share them.",
     )
     decoder_n_gpu_layers: int = Field(0, ge=-1, description="Layers offloaded to the GPU; -1 means all.")
+    decoder_cpu_variant: str = Field(
+        "auto",
+        pattern=r"^[a-z0-9_.-]+$",
+        description="Which of llama.cpp's CPU variants (libggml-cpu-<name>.so) to load: 'auto' picks the best this "
+        "CPU and its kernel support; a name such as 'haswell' or 'sse42' pins one.",
+    )
     decoder_concurrency: int = Field(
         4, ge=1, description="Responses one decoder process serves at once (continuous batching)."
     )

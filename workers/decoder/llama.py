@@ -19,6 +19,8 @@ import llama_cpp as C
 import numpy as np
 import numpy.typing as npt
 
+from workers.decoder.backends import Backends, load_backends
+
 log = logging.getLogger("llama.cpp")
 
 # ggml_log_level: 1 debug, 2 info, 3 warn, 4 error, 5 continuation.
@@ -32,10 +34,16 @@ def _log_callback(level: int, text: bytes, _user: ctypes.c_void_p) -> None:
         log.log(_LEVELS[level], text.decode("utf-8", "replace").rstrip())
 
 
+LIB_DIR = Path(C.__file__).parent / "lib"
+
+
 @functools.cache
-def init_backend() -> None:
+def init_backend(cpu_variant: str = "auto") -> Backends:
+    """Route llama.cpp's log through ours and load its backends (once per process)."""
     C.llama_log_set(_log_callback, ctypes.c_void_p(0))
+    backends = load_backends(LIB_DIR, cpu_variant)
     C.llama_backend_init()
+    return backends
 
 
 @dataclass(frozen=True)
@@ -45,13 +53,14 @@ class ContextConfig:
     n_batch: int
     n_threads: int
     n_gpu_layers: int
+    cpu_variant: str = "auto"  # which libggml-cpu-*.so to load: "auto" or a variant's name
 
 
 class LlamaModel:
     """The model, its vocabulary and one context holding `n_seq` sequences' KV cache."""
 
     def __init__(self, path: Path, config: ContextConfig) -> None:
-        init_backend()
+        self.backends = init_backend(config.cpu_variant)
         mparams = C.llama_model_default_params()
         mparams.n_gpu_layers = config.n_gpu_layers if config.n_gpu_layers >= 0 else 1_000_000
         self._model = C.llama_model_load_from_file(str(path).encode(), mparams)

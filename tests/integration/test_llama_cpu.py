@@ -1,0 +1,101 @@
+"""The installed llama.cpp on this CPU and on CPUs we do not have (qemu-user emulates older ones).
+
+QEMU emulates AVX2 but not AVX-512, so a library that needs AVX-512 dies under `-cpu Haswell` as it
+did on an AMD EPYC without it; `-cpu Nehalem` has no AVX at all.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from shared.config import DEFAULT_DECODER_MODEL, Settings
+from shared.errors import ModelError
+from shared.models import resolve_model
+from tests.helpers import ROOT
+from workers.decoder.backends import VARIANT_FLAGS, allowed_by_kernel, cpu_flags
+from workers.decoder.selftest import check_in_child
+
+
+@pytest.fixture(scope="module")
+def model() -> Path:
+    return resolve_model(DEFAULT_DECODER_MODEL, Settings().models_dir).path
+
+
+def _qemu() -> str:
+    path = shutil.which("qemu-x86_64")
+    if path is None:
+        if os.environ.get("CI"):
+            pytest.fail("qemu-x86_64 is missing: .ci/run installs Debian's qemu-user")
+        pytest.skip("qemu-x86_64 is not installed (apt-get install qemu-user)")
+    return path
+
+
+def _selftest(model: Path, *, cpu: str | None = None, tokens: int = 1, **env: str) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "workers.decoder.selftest", "--model", str(model), "--tokens", str(tokens)]
+    if cpu is not None:
+        command = [_qemu(), "-cpu", cpu, *command]
+    return subprocess.run(
+        command, cwd=ROOT, env={**os.environ, **env}, capture_output=True, text=True, timeout=600, check=False
+    )
+
+
+def _report(run: subprocess.CompletedProcess[str]) -> dict[str, Any]:
+    assert run.returncode == 0, run.stderr[-3000:]
+    report: dict[str, Any] = json.loads(run.stdout.strip().splitlines()[-1])
+    return report
+
+
+def _installed() -> set[str]:
+    import llama_cpp
+
+    lib = Path(llama_cpp.__file__).parent / "lib"
+    return {p.name.removeprefix("libggml-cpu-").removesuffix(".so") for p in lib.glob("libggml-cpu-*.so")}
+
+
+def test_one_build_carries_every_x86_variant():
+    assert _installed() >= set(VARIANT_FLAGS), "scripts/install.sh builds with GGML_CPU_ALL_VARIANTS"
+
+
+def test_this_machine_gets_the_best_variant_it_can_run(model: Path):
+    report = _report(_selftest(model, tokens=4))
+    flags = cpu_flags()
+    runnable = [tag for tag in _installed() if tag in VARIANT_FLAGS and allowed_by_kernel(tag, flags)]
+    assert report["cpu_variant"] in runnable
+    assert len(VARIANT_FLAGS[report["cpu_variant"]]) == max(len(VARIANT_FLAGS[t]) for t in runnable)
+    assert report["tokens"] == 4 and report["text"].strip()
+
+
+def test_an_emulated_haswell_runs_the_avx2_code(model: Path):
+    report = _report(_selftest(model, cpu="Haswell"))
+    assert report["cpu_variant"] == "haswell"
+    assert "AVX2" in report["cpu_features"] and not any(f.startswith("AVX512") for f in report["cpu_features"])
+    assert report["tokens"] == 1 and report["text"].strip()
+
+
+def test_an_emulated_cpu_without_avx_runs_the_sse42_code(model: Path):
+    report = _report(_selftest(model, cpu="Nehalem"))
+    assert report["cpu_variant"] == "sse42"
+    assert not any(f.startswith("AVX") for f in report["cpu_features"])
+    assert report["tokens"] == 1 and report["text"].strip()
+
+
+def test_a_pinned_variant_the_cpu_lacks_is_refused_before_any_of_it_runs(model: Path):
+    run = _selftest(model, cpu="Nehalem", MMSTREAM_DECODER_CPU_VARIANT="haswell")
+    assert run.returncode == 2
+    assert "'haswell' needs instructions this CPU lacks" in run.stderr and "sse42" in run.stderr
+
+
+def test_a_self_test_child_killed_by_sigill_is_named_with_what_to_do(model: Path):
+    dies = [sys.executable, "-c", f"import os; os.kill(os.getpid(), {int(signal.SIGILL)})"]
+    with pytest.raises(ModelError) as caught:
+        check_in_child(model, threads=1, argv=dies)
+    assert "SIGILL" in str(caught.value) and "instructions this CPU lacks" in str(caught.value)
