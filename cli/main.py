@@ -96,8 +96,7 @@ def _gateway(settings: Settings, _args: argparse.Namespace) -> int:
 def _worker(settings: Settings, args: argparse.Namespace) -> int:
     from workers.runner import run_worker
 
-    run_worker(args.kind, settings, args.name)
-    return 0
+    return run_worker(args.kind, settings, args.name)
 
 
 def _chat(settings: Settings, args: argparse.Namespace) -> int:

@@ -18,8 +18,13 @@ import urllib.request
 from dataclasses import dataclass, field
 from types import FrameType
 
+import redis
+
 from cli.redis_server import local_port, reachable, start_server
-from shared.config import WORKER_KINDS, Settings
+from shared.config import WORKER_KINDS, Settings, WorkerKind
+from shared.exits import describe_exit, worth_restarting
+from shared.keys import Keys
+from workers.presence import record_failure, worker_name
 
 log = logging.getLogger("mmstream.up")
 
@@ -31,6 +36,7 @@ _MAX_RESTARTS_PER_MIN = 5
 class _Child:
     name: str
     args: list[str]
+    kind: WorkerKind | None = None  # a worker's kind; None for the gateway
     proc: subprocess.Popen[bytes] | None = None
     restarts: list[float] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)  # this child's own settings
@@ -67,7 +73,7 @@ def up(settings: Settings) -> int:
         "PYTHONUNBUFFERED": "1",
     }
     cmd = [sys.executable, "-m", "cli.main"]
-    workers = [_Child(f"{kind} worker", [*cmd, "worker", kind]) for kind in WORKER_KINDS]
+    workers = [_Child(f"{kind} worker", [*cmd, "worker", kind], kind) for kind in WORKER_KINDS]
     if settings.metrics_port:  # one port each: the given one and the next ones
         for n, child in enumerate(workers):
             child.env["MMSTREAM_METRICS_PORT"] = str(settings.metrics_port + n)
@@ -85,7 +91,7 @@ def up(settings: Settings) -> int:
                 code = 1
                 break
             for child in workers:
-                if child.proc is not None and child.proc.poll() is not None and not _restart(child, env):
+                if child.proc is not None and child.proc.poll() is not None and not _restart(child, env, settings):
                     code = 1
                     stop.set()
     finally:
@@ -97,16 +103,31 @@ def up(settings: Settings) -> int:
     return code
 
 
-def _restart(child: _Child, env: dict[str, str]) -> bool:
+def _restart(child: _Child, env: dict[str, str], settings: Settings) -> bool:
+    """Start a worker that exited again, unless that would only repeat its end; False: give up."""
+    assert child.proc is not None and child.kind is not None
+    code, why = child.proc.returncode, describe_exit(child.proc.returncode)
+    if code < 0:  # died of a signal: it could not say so itself, so /readyz hears it from here
+        _record(settings, child.kind, worker_name(child.kind, child.proc.pid), f"the process {why}")
+    if not worth_restarting(code):
+        log.error("%s %s; not restarting it", child.name, why)
+        return False
     now = time.monotonic()
     child.restarts = [t for t in child.restarts if now - t < 60] + [now]
     if len(child.restarts) > _MAX_RESTARTS_PER_MIN:
-        log.error("%s keeps exiting; giving up", child.name)
+        log.error("%s keeps exiting (last: it %s); giving up", child.name, why)
         return False
-    assert child.proc is not None
-    log.warning("%s exited with %s; restarting", child.name, child.proc.returncode)
+    log.warning("%s %s; restarting it", child.name, why)
     child.start(env)
     return True
+
+
+def _record(settings: Settings, kind: WorkerKind, name: str, reason: str) -> None:
+    client = redis.Redis.from_url(settings.redis_url, socket_timeout=2)
+    try:
+        record_failure(client, Keys(settings.key_prefix), kind, name, reason)
+    finally:
+        client.close()
 
 
 def _stop_all(children: list[_Child]) -> None:

@@ -1,7 +1,9 @@
 """Liveness and readiness.
 
 `/healthz` answers while the process runs. `/readyz` answers 200 only when Redis answers and every
-worker kind has a live worker with its model loaded; otherwise 503 with the reasons.
+worker kind has a live worker with its model loaded; otherwise 503 with the reasons, among them why
+the last worker of a kind could not start or died. Each worker's record says what it loaded (for
+the decoder: the model and llama.cpp's CPU variant).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from redis.exceptions import RedisError
 
 from gateway.services import Services
 from shared.config import WORKER_KINDS
-from shared.worker_presence import live_workers
+from shared.worker_presence import live_workers, recent_failures
 
 router = APIRouter()
 
@@ -45,6 +47,8 @@ async def readyz(request: Request) -> JSONResponse:
             workers[kind] = await live_workers(services.redis, services.keys, kind)
             if not any(w.get("loaded") for w in workers[kind]):
                 state = "none is running" if not workers[kind] else "its model is still loading"
+                if failures := await recent_failures(services.redis, services.keys, kind):
+                    state += f"; {failures[0]['name']} {failures[0]['reason']}"
                 reasons.append(f"no {kind} worker is ready: {state}")
     except RedisError:
         reasons.append("redis is unreachable")

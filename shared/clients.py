@@ -31,7 +31,7 @@ from shared.messages import (
     TranscriptionFinal,
 )
 from shared.response_state import QUEUED, RUNNING, AsyncResponseStore
-from shared.worker_presence import live_workers
+from shared.worker_presence import live_workers, recent_failures
 
 log = logging.getLogger(__name__)
 
@@ -126,6 +126,8 @@ class JobClient:
             elif waited > _ABSENT_GRACE_S and not await self._kind_alive(kind):
                 # No worker of the kind at all: say so now rather than after the queue timeout.
                 message = f"No {kind} worker is running (start one: mmstream worker {kind})."
+                if failures := await recent_failures(self._client, self._keys, kind):
+                    message += f" The last one {failures[0]['reason']}."
                 await self._store.finish_unclaimed(job_id, unavailable.model_copy(update={"error_message": message}))
             elif await self._lost(task, job_id, waited):
                 # A worker took the task and died before starting it: the broker would hand it out

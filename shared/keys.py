@@ -148,3 +148,10 @@ class Keys:
 
     def worker_pattern(self, kind: str) -> str:
         return f"{self.prefix}:worker:{kind}:*"
+
+    # Why a worker process could not start or died (kept a while after it is gone, for /readyz).
+    def worker_failure(self, kind: str, name: str) -> str:
+        return f"{self.prefix}:worker-failure:{kind}:{name}"
+
+    def worker_failure_pattern(self, kind: str) -> str:
+        return f"{self.prefix}:worker-failure:{kind}:*"

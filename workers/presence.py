@@ -1,6 +1,7 @@
 """Worker presence in Redis: one key per worker process, refreshed while its model is loaded.
 
-`/readyz` is ready when every worker kind has at least one live key whose model is loaded.
+`/readyz` is ready when every worker kind has at least one live key whose model is loaded. A worker
+that cannot start, or its supervisor when it dies, leaves a failure record that `/readyz` shows.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ import json
 import logging
 import os
 import secrets
+import socket
 import threading
 import time
 from typing import Any
@@ -19,10 +21,28 @@ from shared.keys import Keys
 
 log = logging.getLogger(__name__)
 
+FAILURE_TTL_S = 600
+
+
+def worker_name(kind: str, pid: int | None = None) -> str:
+    """A worker process's default name: kind, host and pid (what its supervisor can rebuild)."""
+    return f"{kind}-{socket.gethostname()}-{os.getpid() if pid is None else pid}"
+
+
+def record_failure(client: redis.Redis, keys: Keys, kind: str, name: str, reason: str) -> None:
+    """Say why a worker process could not start or died; kept FAILURE_TTL_S for `/readyz` to show."""
+    record = {"kind": kind, "name": name, "reason": reason, "at": time.time()}
+    try:
+        client.set(keys.worker_failure(kind, name), json.dumps(record), ex=FAILURE_TTL_S)
+    except redis.RedisError:
+        log.warning("could not record the failure of %s in redis", name)
+
 
 class Presence:
     def __init__(self, client: redis.Redis, keys: Keys, kind: str, name: str, *, ttl_s: float = 15.0) -> None:
         self._r = client
+        self._keys = keys
+        self.kind = kind
         self.name = name
         self._key = keys.worker(kind, name)
         self._ttl_ms = int(ttl_s * 1000)
@@ -54,6 +74,11 @@ class Presence:
     def note(self, **info: Any) -> None:
         """Change what the record says; the next heartbeat publishes it."""
         self._info.update(info)
+
+    def fail(self, reason: str) -> None:
+        """This process cannot do its work: say why, and stop claiming to be a live worker."""
+        record_failure(self._r, self._keys, self.kind, self.name, reason)
+        self.stop()
 
     def stop(self) -> None:
         self._stop.set()

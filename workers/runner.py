@@ -7,10 +7,10 @@ warm-up thread once the worker is ready, or by the first task, whichever comes f
 
 from __future__ import annotations
 
+import faulthandler
 import importlib
 import logging
 import os
-import socket
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,8 +21,9 @@ from celery.signals import worker_ready, worker_shutting_down
 
 from shared.celery_app import QUEUE_AUDIO, QUEUE_DECODE, QUEUE_IMAGE, create_celery
 from shared.config import Settings, WorkerKind
+from shared.exits import EXIT_CANNOT_LOAD
 from shared.keys import Keys
-from workers.presence import Presence
+from workers.presence import Presence, worker_name
 
 log = logging.getLogger(__name__)
 
@@ -67,8 +68,11 @@ _KINDS: dict[str, _Kind] = {
 }
 
 
-def run_worker(kind: WorkerKind, settings: Settings, name: str | None = None) -> None:
-    name = name or f"{kind}-{socket.gethostname()}-{os.getpid()}"
+def run_worker(kind: WorkerKind, settings: Settings, name: str | None = None) -> int:
+    """Run until shut down; the exit status: 0, or EXIT_CANNOT_LOAD when the model could not be loaded."""
+    # A crash in native code (SIGILL, SIGSEGV...) prints the Python stack of every thread to stderr.
+    faulthandler.enable()
+    name = name or worker_name(kind)
     spec = _KINDS[kind]
     limit_threads(*spec.threads(settings))  # before the kind's libraries are imported
     client = redis.Redis.from_url(settings.redis_url)
@@ -87,12 +91,13 @@ def run_worker(kind: WorkerKind, settings: Settings, name: str | None = None) ->
 
             serve_worker_metrics(settings.metrics_port)
         presence.start()
-        threading.Thread(target=_warm_up, args=(service,), name="warm-up", daemon=True).start()
+        threading.Thread(target=_warm_up, args=(service, presence, failed), name="warm-up", daemon=True).start()
 
     def on_shutdown(**_: Any) -> None:
         service.shutdown()
         presence.stop()
 
+    failed = threading.Event()
     worker_ready.connect(on_ready, weak=False)
     worker_shutting_down.connect(on_shutdown, weak=False)
     app.worker_main(
@@ -115,11 +120,14 @@ def run_worker(kind: WorkerKind, settings: Settings, name: str | None = None) ->
             settings.log_level,
         ]
     )
+    return EXIT_CANNOT_LOAD if failed.is_set() else 0
 
 
-def _warm_up(service: Any) -> None:
+def _warm_up(service: WorkerService, presence: Presence, failed: threading.Event) -> None:
     try:
         service.warm_up()
-    except Exception:
-        log.critical("could not load the model; stopping this worker", exc_info=True)
+    except Exception as exc:
+        log.critical("could not load the model: %s; stopping this worker", exc, exc_info=True)
+        failed.set()
+        presence.fail(f"could not load its model: {exc}")
         os.kill(os.getpid(), 15)

@@ -9,7 +9,10 @@ import time
 import urllib.request
 from pathlib import Path
 
+import redis
+
 from cli.redis_server import reachable
+from shared.exits import EXIT_CANNOT_LOAD
 from tests.helpers import ROOT, free_port, http_status, make_stack, wait_for
 
 HEAVY = ("torch", "faster_whisper", "open_clip", "llama_cpp", "ctranslate2")
@@ -77,6 +80,9 @@ def test_up_starts_everything_chat_works_and_ctrl_c_stops_it(tmp_path):
     try:
         wait_for(lambda: http_status(f"http://127.0.0.1:{port}/readyz") == 200, 120, "mmstream up to be ready")
         assert reachable(f"redis://127.0.0.1:{redis_port}/0"), "up started its own Redis"
+        _, ready = _readyz(f"http://127.0.0.1:{port}/readyz")
+        (decoder,) = ready["workers"]["decode"]
+        assert decoder["cpu_backend"] and "CPU" in decoder["devices"]  # which llama.cpp CPU code it loaded
         chat = subprocess.run(
             [
                 sys.executable,
@@ -120,3 +126,51 @@ def test_up_starts_everything_chat_works_and_ctrl_c_stops_it(tmp_path):
             up.kill()
         log.close()
         print((tmp_path / "up.log").read_text()[-3000:])
+
+
+def test_a_decoder_that_cannot_load_its_model_says_why_and_stops(fresh_redis_url, tmp_path):
+    stack = make_stack(fresh_redis_url, tmp_path, decoder_cpu_variant="pentium")
+    try:
+        stack.start_gateway()
+        worker = stack.start_worker("decode", "decode-0")
+        assert worker.wait(120) == EXIT_CANNOT_LOAD  # not a crash loop: `mmstream up` leaves it stopped
+        status, body = _readyz(f"{stack.http}/readyz")
+        assert status == 503
+        (reason,) = [r for r in body["reasons"] if "decode" in r]
+        assert "decode-0 could not load its model" in reason and "'pentium' is not installed" in reason
+        assert "'pentium' is not installed" in (tmp_path / "decode-0.log").read_text()
+    finally:
+        stack.close()
+
+
+def test_up_names_a_worker_killed_by_sigill_and_does_not_restart_it(fresh_redis_url, tmp_path):
+    port = free_port()
+    env = {
+        **os.environ,
+        "MMSTREAM_PORT": str(port),
+        "MMSTREAM_REDIS_URL": fresh_redis_url,
+        "MMSTREAM_KEY_PREFIX": "mmtest",
+        "MMSTREAM_DECODER_N_CTX": "2048",
+        "PYTHONUNBUFFERED": "1",
+    }
+    log_path = tmp_path / "up.log"
+    with log_path.open("wb") as log:
+        up = subprocess.Popen([sys.executable, "-m", "cli.main", "up"], cwd=ROOT, env=env, stdout=log, stderr=log)
+    try:
+        wait_for(lambda: http_status(f"http://127.0.0.1:{port}/readyz") == 200, 120, "mmstream up to be ready")
+        (decoder,) = [
+            p for p in _children_of_port(port) if b"worker\0decode" in Path(f"/proc/{p}/cmdline").read_bytes()
+        ]
+        os.kill(decoder, signal.SIGILL)  # what a library built for another CPU does to it
+        assert up.wait(60) == 1
+        text = log_path.read_text()
+        assert "Fatal Python error: Illegal instruction" in text  # the worker's own last words (faulthandler)
+        assert "decode worker was killed by SIGILL (illegal instruction: the llama.cpp build uses" in text
+        assert "not restarting it" in text and text.count("started decode worker") == 1
+        failures = redis.Redis.from_url(fresh_redis_url).keys("mmtest:worker-failure:decode:*")
+        (record,) = [json.loads(redis.Redis.from_url(fresh_redis_url).get(key) or b"{}") for key in failures]
+        assert record["name"].endswith(f"-{decoder}") and "SIGILL" in record["reason"]  # what /readyz shows
+    finally:
+        if up.poll() is None:
+            up.kill()
+        print(log_path.read_text()[-3000:])

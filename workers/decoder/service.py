@@ -38,6 +38,7 @@ from workers.decoder.engine import Done, Engine, Job, Token
 from workers.decoder.llama import ContextConfig, LlamaModel
 from workers.decoder.prompt import ChatTemplate, SoftInputs, build_prompt
 from workers.decoder.redelivery import MediaRedelivery
+from workers.decoder.selftest import check_in_child
 from workers.fusion.inputs import Projectors, load_projectors, soft_inputs
 from workers.presence import Presence
 
@@ -83,6 +84,9 @@ class DecoderService(ModelService[_Loaded]):
             "model": resolved.spec,
             "sha256": resolved.sha256,
             "path": str(resolved.path),
+            "cpu_backend": models.model.backends.cpu_variant,
+            "cpu_features": " ".join(models.model.backends.cpu_features),
+            "devices": list(models.model.backends.devices),
             "image_projector": None if image is None else f"{image.meta.encoder} -> k={image.meta.k}",
             "audio_projector": None if audio is None else f"{audio.meta.encoder} -> 1 per {audio.meta.stack} frames",
         }
@@ -98,12 +102,15 @@ class DecoderService(ModelService[_Loaded]):
         resolved = resolve_model(
             s.decoder_model, s.models_dir, allow_downloads=s.allow_downloads, expected_sha256=s.decoder_model_sha256
         )
+        # In a child first: a library this CPU cannot run kills the child, and this worker says why.
+        check_in_child(resolved.path, threads=s.decoder_threads, cpu_variant=s.decoder_cpu_variant)
         config = ContextConfig(
             n_ctx_per_seq=s.decoder_n_ctx,
             n_seq=s.decoder_concurrency,
             n_batch=s.decoder_n_batch,
             n_threads=s.decoder_threads,
             n_gpu_layers=s.decoder_n_gpu_layers,
+            cpu_variant=s.decoder_cpu_variant,
         )
         model = LlamaModel(resolved.path, config)
         template = ChatTemplate(
