@@ -14,7 +14,7 @@ from typing import Any, Literal, cast
 import redis.asyncio as aioredis
 from celery import Celery
 
-from shared import media_tasks
+from shared import media_tasks, streams
 from shared.celery_app import TASK_AUDIO_STREAM, TASK_AUDIO_TRANSCRIBE, send
 from shared.keys import Keys
 from shared.messages import (
@@ -42,13 +42,14 @@ class AudioBus:
 
     async def append(self, session_id: str, pcm16: bytes, item_id: str) -> None:
         header = AudioAppend(samples=len(pcm16) // 2, item_id=item_id)
-        await self._log(session_id, {"m": header.model_dump_json(), "pcm": pcm16})
+        await self._log(session_id, {streams.FIELD: header.model_dump_json(), "pcm": pcm16})
 
     async def commit(self, session_id: str, item_id: str, *, item_added: bool) -> None:
-        await self._log(session_id, {"m": AudioCommit(item_id=item_id, item_added=item_added).model_dump_json()})
+        commit = AudioCommit(item_id=item_id, item_added=item_added)
+        await self._log(session_id, {streams.FIELD: commit.model_dump_json()})
 
     async def clear(self, session_id: str) -> None:
-        await self._log(session_id, {"m": AudioClear().model_dump_json()})
+        await self._log(session_id, {streams.FIELD: AudioClear().model_dump_json()})
 
     async def transcribe_item(
         self,
@@ -80,13 +81,9 @@ class AudioBus:
         await asyncio.to_thread(send, self._celery, TASK_AUDIO_TRANSCRIBE, payload, priority)
 
     async def events(self, session_id: str, after: str, block_ms: int) -> list[tuple[str, SessionEvent]]:
-        reply: Any = await self._r.xread({self._keys.session_events(session_id): after}, block=block_ms, count=64)
-        out = []
-        for _, entries in reply:
-            for entry_id, fields in entries:
-                raw = fields.get(b"m") or fields.get("m")
-                out.append((_text(entry_id), session_event_adapter.validate_json(raw)))
-        return out
+        stream = self._keys.session_events(session_id)
+        entries = await streams.read(self._r, stream, after, block_ms=block_ms, count=64)
+        return [(entry_id, session_event_adapter.validate_json(raw)) for entry_id, raw in entries]
 
     async def _log(self, session_id: str, fields: dict[str, Any]) -> None:
         log = self._keys.audio_log(session_id)
@@ -98,7 +95,3 @@ class AudioBus:
         if scheduled:
             payload = AudioStreamRequest(session_id=session_id).model_dump(mode="json")
             await asyncio.to_thread(send, self._celery, TASK_AUDIO_STREAM, payload)
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)

@@ -14,6 +14,18 @@ import numpy.typing as npt
 
 TARGET_RATE = 16_000
 Int16 = npt.NDArray[np.int16]
+Float32 = npt.NDArray[np.float32]
+
+
+def to_float(pcm: bytes | Int16) -> Float32:
+    """PCM16 (little-endian bytes or int16 samples) as floats in [-1, 1): what the models take."""
+    samples = np.frombuffer(pcm, dtype="<i2") if isinstance(pcm, bytes | bytearray | memoryview) else pcm
+    return samples.astype(np.float32) / 32768.0
+
+
+def to_pcm16(audio: Float32) -> bytes:
+    """Floats in [-1, 1] as little-endian PCM16 bytes (clipped): how audio is stored in Redis."""
+    return np.clip(np.rint(audio * 32768.0), -32768, 32767).astype("<i2").tobytes()
 
 
 def _ulaw_table() -> Int16:

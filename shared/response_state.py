@@ -21,18 +21,19 @@ from typing import Any, Final, Literal, cast
 import redis
 import redis.asyncio as aioredis
 
+from shared import streams
 from shared.keys import Keys
 from shared.messages import FinalEvent, ResponseFinal, StreamEvent, TokenDelta, stream_event_adapter
+from shared.redis_text import text as _text
 
 QUEUED: Final = "queued"
 RUNNING: Final = "running"
-EVENT_FIELD: Final = "m"
 
 ClaimResult = Literal["ok", "final", "busy", "missing", "exhausted"]
 FinishMode = Literal["owner", "unclaimed", "any"]
 
 # KEYS: state, lease, events. ARGV: owner, lease_ms, max_attempts, exhausted_final_json, ttl_s, pid
-_CLAIM = """
+_CLAIM = f"""
 local st = redis.call('HGET', KEYS[1], 'status')
 if not st then return 'missing' end
 if st ~= 'queued' and st ~= 'running' then return 'final' end
@@ -40,7 +41,7 @@ if redis.call('EXISTS', KEYS[2]) == 1 then return 'busy' end
 local attempt = redis.call('HINCRBY', KEYS[1], 'attempt', 1)
 if attempt > tonumber(ARGV[3]) then
   redis.call('HSET', KEYS[1], 'status', 'failed')
-  redis.call('XADD', KEYS[3], '*', 'm', ARGV[4])
+  redis.call('XADD', KEYS[3], '*', '{streams.FIELD}', ARGV[4])
   redis.call('EXPIRE', KEYS[3], ARGV[5])
   return 'exhausted'
 end
@@ -58,21 +59,21 @@ return 0
 """
 
 # KEYS: lease, events. ARGV: owner, ttl_s, entry_json...
-_APPEND = """
+_APPEND = f"""
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-for i = 3, #ARGV do redis.call('XADD', KEYS[2], '*', 'm', ARGV[i]) end
+for i = 3, #ARGV do redis.call('XADD', KEYS[2], '*', '{streams.FIELD}', ARGV[i]) end
 redis.call('EXPIRE', KEYS[2], ARGV[2])
 return 1
 """
 
 # KEYS: state, lease, events. ARGV: mode, owner, status, final_json, ttl_s
-_FINISH = """
+_FINISH = f"""
 local st = redis.call('HGET', KEYS[1], 'status')
 if st ~= 'queued' and st ~= 'running' then return 0 end
 if ARGV[1] == 'owner' and redis.call('GET', KEYS[2]) ~= ARGV[2] then return 0 end
 if ARGV[1] == 'unclaimed' and (st ~= 'queued' or redis.call('EXISTS', KEYS[2]) == 1) then return 0 end
 redis.call('HSET', KEYS[1], 'status', ARGV[3])
-redis.call('XADD', KEYS[3], '*', 'm', ARGV[4])
+redis.call('XADD', KEYS[3], '*', '{streams.FIELD}', ARGV[4])
 redis.call('DEL', KEYS[2])
 redis.call('EXPIRE', KEYS[1], ARGV[5])
 redis.call('EXPIRE', KEYS[3], ARGV[5])
@@ -93,9 +94,8 @@ def encode_event(event: StreamEvent) -> str:
     return event.model_dump_json()
 
 
-def decode_event(fields: Any) -> StreamEvent:
-    raw = fields.get(EVENT_FIELD) or fields.get(EVENT_FIELD.encode())
-    return stream_event_adapter.validate_json(raw or b"{}")
+def decode_event(raw: bytes | str) -> StreamEvent:
+    return stream_event_adapter.validate_json(raw)
 
 
 class _Store:
@@ -163,16 +163,14 @@ class ResponseStore(_Store):
 
     def events_so_far(self, response_id: str) -> list[StreamEvent]:
         """What earlier attempts already streamed; a new attempt continues after it."""
-        entries: Any = self._r.xrange(self._keys.response_events(response_id))
-        return [decode_event(fields) for _, fields in entries]
+        return [decode_event(raw) for _, raw in streams.read_all(self._r, self._keys.response_events(response_id))]
 
     def generated_so_far(self, response_id: str) -> tuple[list[int], str]:
         """Token ids and text a previous attempt already streamed; a new attempt continues after them."""
         ids: list[int] = []
         text: list[str] = []
-        entries: Any = self._r.xrange(self._keys.response_events(response_id))
-        for _, fields in entries:
-            event = decode_event(fields)
+        for _, raw in streams.read_all(self._r, self._keys.response_events(response_id)):
+            event = decode_event(raw)
             if isinstance(event, TokenDelta):
                 ids.extend(event.token_ids)
                 text.append(event.text)
@@ -206,9 +204,10 @@ class AsyncResponseStore(_Store):
         return bool(await self._r.exists(self._keys.response_lease(response_id)))
 
     async def read(self, response_id: str, after: str, block_ms: int) -> list[tuple[str, StreamEvent]]:
-        stream = self._keys.response_events(response_id)
-        reply: Any = await self._r.xread({stream: after}, block=block_ms, count=256)
-        return [(_text(entry_id), decode_event(fields)) for _, entries in reply for entry_id, fields in entries]
+        entries = await streams.read(
+            self._r, self._keys.response_events(response_id), after, block_ms=block_ms, count=256
+        )
+        return [(entry_id, decode_event(raw)) for entry_id, raw in entries]
 
     async def request_cancel(self, response_id: str, reason: str) -> None:
         await self._r.set(self._keys.response_cancel(response_id), reason, nx=True, ex=self._ttl_s)
@@ -242,9 +241,3 @@ class AsyncResponseStore(_Store):
         return bool(
             await self._requeue(keys=[k.response(response_id), k.response_lease(response_id)], args=[time.time()])
         )
-
-
-def _text(value: Any) -> str:
-    if isinstance(value, bytes):
-        return value.decode()
-    return "" if value is None else str(value)

@@ -15,6 +15,7 @@ import redis.asyncio as aioredis
 from shared.errors import InvalidRequest
 from shared.keys import Keys
 from shared.messages import InputAudio, InputImage, MessageItem, Session
+from shared.redis_text import text
 
 # KEYS: items, order. ARGV: item_id, item_json, previous_id ('' = append, '^' = insert first), max_items, ttl_s
 # Returns the id of the item now before it ('' if first), or an error when previous_id is unknown.
@@ -102,8 +103,7 @@ class SessionStore:
                 param="previous_item_id",
             ) from exc
         await self.touch(session_id)
-        prev_text = prev.decode() if isinstance(prev, bytes) else str(prev)
-        return prev_text or None
+        return text(prev) or None
 
     async def get_item(self, session_id: str, item_id: str) -> MessageItem:
         raw = await self._r.hget(self._keys.session_items(session_id), item_id)
@@ -131,7 +131,7 @@ class SessionStore:
 
     async def item_ids(self, session_id: str) -> list[str]:
         raw = await self._r.lrange(self._keys.session_order(session_id), 0, -1)
-        return [r.decode() if isinstance(r, bytes) else r for r in raw]
+        return [text(r) for r in raw]
 
     async def touch(self, session_id: str) -> None:
         k = self._keys
@@ -176,7 +176,7 @@ class SessionWriter:
             if "duplicate" in str(exc):
                 return None
             raise
-        return (prev.decode() if isinstance(prev, bytes) else str(prev)) or None
+        return text(prev) or None
 
     def set_transcript(self, session_id: str, item_id: str, transcript: str, content_index: int = -1) -> bool:
         """Fill in the transcript of the item's speech (a message holds at most one audio part)."""

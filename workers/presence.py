@@ -18,6 +18,7 @@ from typing import Any
 import redis
 
 from shared.keys import Keys
+from shared.redis_text import text
 
 log = logging.getLogger(__name__)
 
@@ -104,8 +105,7 @@ def lock_holder_alive(client: redis.Redis, token: str | bytes) -> bool:
 
     A killed worker's record expires within its TTL; a restarted one has another instance.
     """
-    text = token.decode() if isinstance(token, bytes) else token
-    key, _, rest = text.partition("|")
+    key, _, rest = text(token).partition("|")
     instance = rest.partition("|")[0]
     raw: Any = client.get(key) if key else None
     if raw is None:

@@ -18,6 +18,7 @@ import redis.asyncio as aioredis
 from shared.errors import NotFound
 from shared.keys import Keys
 from shared.messages import FileObject, FilePurpose
+from shared.redis_text import text as _text
 
 
 def new_file_id() -> str:
@@ -100,7 +101,3 @@ class FileStore:
             if len(out) >= limit:
                 break
         return out[:limit]
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)

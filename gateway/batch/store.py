@@ -19,6 +19,7 @@ import redis.asyncio as aioredis
 from shared.errors import NotFound
 from shared.keys import Keys
 from shared.messages import BATCH_ENDS, BatchObject, BatchRequestCounts, BatchStatus
+from shared.redis_text import text as _text
 
 _COUNTS = ("total", "completed", "failed")
 
@@ -201,9 +202,3 @@ def _decode(fields: dict[str, str]) -> BatchObject:
     counts = BatchRequestCounts(**{name: int(fields.pop(name, "0")) for name in _COUNTS})
     data = {name: json.loads(value) for name, value in fields.items()}
     return BatchObject.model_validate({**data, "request_counts": counts})
-
-
-def _text(value: Any) -> str:
-    if value is None:
-        return ""
-    return value.decode() if isinstance(value, bytes) else str(value)

@@ -13,6 +13,8 @@ import av
 import numpy as np
 import numpy.typing as npt
 
+from shared.pcm import to_float
+
 SAMPLE_RATE = 16_000
 _MIN_SAMPLES = SAMPLE_RATE // 10
 # A file that declares its length must decode to about that much; less means it is cut or damaged.
@@ -49,7 +51,7 @@ def decode_file(data: bytes, *, max_seconds: float) -> npt.NDArray[np.float32]:
     except av.error.FFmpegError as exc:
         kind = type(exc).__name__
         raise BadAudio(f"the file is not audio that FFmpeg can decode ({kind})") from exc
-    audio = np.concatenate(chunks).astype(np.float32) / 32768.0 if chunks else np.zeros(0, np.float32)
+    audio = to_float(np.concatenate(chunks)) if chunks else np.zeros(0, np.float32)
     seconds = len(audio) / SAMPLE_RATE
     if len(audio) < _MIN_SAMPLES:
         raise BadAudio(f"the file holds {seconds:.2f} s of audio; at least 0.1 s is needed")
@@ -72,7 +74,3 @@ def _wav_declared_seconds(data: bytes) -> float | None:
             return None if unknown or not byte_rate else size / byte_rate
         pos += 8 + size + (size & 1)
     return None
-
-
-def pcm16_to_float(data: bytes) -> npt.NDArray[np.float32]:
-    return np.frombuffer(data, dtype="<i2").astype(np.float32) / 32768.0

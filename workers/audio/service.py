@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import redis
 
-from shared import media_tasks
+from shared import media_tasks, streams
 from shared.config import Settings
 from shared.messages import (
     AudioCommitted,
@@ -38,9 +38,11 @@ from shared.messages import (
 )
 from shared.metrics import TRANSCRIPTION_SECONDS, WORKER_ERRORS, timed
 from shared.models import ResolvedModel, resolve_model
+from shared.pcm import to_float, to_pcm16
+from shared.redis_text import text as _text
 from shared.response_state import ResponseStore
 from shared.sessions import SessionWriter
-from workers.audio.files import BadAudio, decode_file, pcm16_to_float
+from workers.audio.files import BadAudio, decode_file
 from workers.audio.stream import Ended, StreamProcessor, StreamState, TurnConfig
 from workers.audio.vad import SileroVad
 from workers.audio.whisper import SAMPLE_RATE, WhisperASR
@@ -173,7 +175,7 @@ class AudioService(ModelService[_Models]):
             return False
         entries = [_entry(entry_id, fields) for entry_id, fields in raw_entries]
         stored: Any = self._r.get(k.audio_utterance(sid))
-        audio = _floats(stored or b"")
+        audio = to_float(stored or b"")
         start_before, kept_before = state.utt.start, len(audio)
 
         models = self._load()
@@ -190,7 +192,7 @@ class AudioService(ModelService[_Models]):
                 event.previous_item_id = self._previous_item(sid, event.item_id)
 
         result.state.version = read_version + 1
-        pcm = _pcm(result.audio)
+        pcm = to_pcm16(result.audio)
         if result.state.utt.start == start_before:  # only new samples at the end: append them
             mode, data = "append", pcm[2 * kept_before :]
         else:
@@ -305,10 +307,7 @@ class AudioService(ModelService[_Models]):
         )
 
     def _emit(self, sid: str, event: SessionEvent) -> None:
-        # With its TTL: the session may have closed and dropped the stream; this would create it anew.
-        events = self._keys.session_events(sid)
-        self._r.xadd(events, {"m": event.model_dump_json()}, maxlen=2000, approximate=True)
-        self._r.expire(events, self._settings.session_ttl_s)
+        streams.publish(self._r, self._keys.session_events(sid), event, ttl_s=self._settings.session_ttl_s)
 
     def _load_clip(self, request: TranscribeRequest) -> np.ndarray:
         data: Any = self._r.get(request.blob_key)
@@ -317,7 +316,7 @@ class AudioService(ModelService[_Models]):
         if request.encoding == "pcm16":
             if len(data) < 2 * SAMPLE_RATE // 10:
                 raise BadAudio("less than 0.1 s of audio")
-            return pcm16_to_float(data)
+            return to_float(data)
         return decode_file(data, max_seconds=self._settings.max_audio_file_s)
 
     def _previous_item(self, sid: str, item_id: str) -> str | None:
@@ -331,7 +330,7 @@ class AudioService(ModelService[_Models]):
         if not ended.item_added:
             item = MessageItem(id=ended.item_id, role="user", content=[InputAudio(type="input_audio")])
             self._writer.add_item(sid, item)
-        self._r.set(k.item_audio(sid, ended.item_id), _pcm(ended.audio), ex=ttl)
+        self._r.set(k.item_audio(sid, ended.item_id), to_pcm16(ended.audio), ex=ttl)
         # Encoder states before the transcript: a decoder that sees the transcript may project them.
         if self._settings.store_encoder_states and len(ended.audio) >= SAMPLE_RATE // 10:
             states = models.asr.encoder_states(ended.audio).astype(np.float16)
@@ -345,7 +344,7 @@ class AudioService(ModelService[_Models]):
 
 
 def _entry(entry_id: Any, fields: Any) -> tuple[str, AudioLogEntry, bytes]:
-    header = audio_log_adapter.validate_json(fields.get(b"m") or fields.get("m"))
+    header = audio_log_adapter.validate_json(streams.message_of(fields))
     return _text(entry_id), header, fields.get(b"pcm") or b""
 
 
@@ -355,15 +354,3 @@ def _next_id(cursor: str) -> str:
         return ""
     ms, seq = cursor.split("-")
     return f"{ms}-{int(seq) + 1}"
-
-
-def _floats(pcm: bytes) -> np.ndarray:
-    return np.frombuffer(pcm, dtype="<i2").astype(np.float32) / 32768.0
-
-
-def _pcm(audio: np.ndarray) -> bytes:
-    return np.clip(np.rint(audio * 32768.0), -32768, 32767).astype("<i2").tobytes()
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)

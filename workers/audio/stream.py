@@ -34,6 +34,7 @@ from shared.messages import (
     TranscriptDone,
     new_id,
 )
+from shared.pcm import to_float
 from workers.audio.agreement import HypothesisBuffer, split_words
 from workers.audio.vad import WINDOW, VadState
 from workers.audio.whisper import SAMPLE_RATE, WindowResult
@@ -160,7 +161,7 @@ class StreamProcessor:
         out = PassResult(state, audio)
         for entry_id, entry, pcm in entries:
             if isinstance(entry, AudioAppend):
-                samples = np.frombuffer(pcm, dtype="<i2").astype(np.float32) / 32768.0
+                samples = to_float(pcm)
                 self._append(out, samples, config, entry.item_id)
             elif isinstance(entry, AudioCommit):
                 self._end(

@@ -22,6 +22,7 @@ from shared.celery_app import QUEUE_AUDIO, QUEUE_IMAGE, TASK_AUDIO_STREAM, creat
 from shared.config import Settings
 from shared.keys import Keys
 from shared.messages import AudioStreamRequest, InputAudio, InputImage, MessageItem
+from shared.redis_text import text
 from workers.presence import lock_holder_alive
 
 log = logging.getLogger(__name__)
@@ -57,7 +58,7 @@ class MediaRedelivery:
         key = self._keys.media_tasks(session_id)
         notes: Any = self._r.hgetall(key)
         for raw_field, raw in notes.items():
-            field = raw_field.decode() if isinstance(raw_field, bytes) else str(raw_field)
+            field = text(raw_field)
             note = media_tasks.parse(raw)
             queue = note.task.split(".", 1)[0]
             if field not in pending or time.time() - note.sent_at < self.grace_s or self._queued(queue):

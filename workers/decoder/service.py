@@ -17,6 +17,7 @@ from typing import Any
 
 import redis
 
+from shared import streams
 from shared.config import Settings
 from shared.messages import (
     GenerateRequest,
@@ -254,9 +255,7 @@ class DecoderService(ModelService[_Loaded]):
                 else:
                     continue
                 log.warning("session %s: %s", sid, message)
-                events = self._keys.session_events(sid)
-                self._r.xadd(events, {"m": event.model_dump_json()}, maxlen=2000, approximate=True)
-                self._r.expire(events, self._settings.session_ttl_s)
+                streams.publish(self._r, self._keys.session_events(sid), event, ttl_s=self._settings.session_ttl_s)
 
     def _relay(self, rid: str, owner: str, job: Job) -> ResponseFinal | None:
         """Forward the job's tokens to Redis until it is done; None when the response was let go."""

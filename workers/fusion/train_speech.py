@@ -26,7 +26,7 @@ from torch import nn
 from cli.speech import speak
 from shared.config import Settings
 from shared.models import resolve_model
-from workers.audio.files import pcm16_to_float
+from shared.pcm import to_float
 from workers.audio.whisper import WhisperASR
 from workers.decoder.llama import LlamaModel
 from workers.fusion.bundled import BUNDLED_AUDIO_PROJECTOR
@@ -145,7 +145,7 @@ def train_speech_projector(
         for _ in range(n):
             text = sentence(rng.choice(templates), rng)
             pcm = speak(text, rate=16_000, voice=rng.choice(VOICES), wpm=rng.choice(SPEEDS))
-            states = asr.encoder_states(pcm16_to_float(pcm))
+            states = asr.encoder_states(to_float(pcm))
             out.append((text, states.astype(np.float32), words.tokenize(text)))
         return out
 

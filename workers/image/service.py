@@ -20,7 +20,7 @@ import numpy as np
 import redis
 import torch
 
-from shared import media_tasks
+from shared import media_tasks, streams
 from shared.config import Settings
 from shared.errors import ModelError
 from shared.messages import (
@@ -35,6 +35,7 @@ from shared.messages import (
 )
 from shared.metrics import WORKER_ERRORS
 from shared.models import resolve_model
+from shared.redis_text import text
 from shared.sessions import SessionWriter
 from workers.base import ModelService
 from workers.image.batcher import MicroBatcher
@@ -119,7 +120,7 @@ class ImageService(ModelService[_Loaded]):
         part = item.content[request.content_index] if item and request.content_index < len(item.content) else None
         if not isinstance(part, InputImage) or part.description is not None:
             return  # deleted, or already described (a redelivered task)
-        if request.frame and (latest := self._text(self._r.get(self._keys.latest_frame(sid)))) != item_id:
+        if request.frame and (latest := text(self._r.get(self._keys.latest_frame(sid)))) != item_id:
             self._drop(sid, item_id, "stale", latest)
             return
         loaded = self._load()
@@ -205,13 +206,7 @@ class ImageService(ModelService[_Loaded]):
         return bytes(data)
 
     def _emit(self, sid: str, event: SessionEvent) -> None:
-        events = self._keys.session_events(sid)
-        self._r.xadd(events, {"m": event.model_dump_json()}, maxlen=2000, approximate=True)
-        self._r.expire(events, self._settings.session_ttl_s)
-
-    @staticmethod
-    def _text(value: Any) -> str | None:
-        return value.decode() if isinstance(value, bytes) else value
+        streams.publish(self._r, self._keys.session_events(sid), event, ttl_s=self._settings.session_ttl_s)
 
 
 # Groups in the order the description names them; the most asked-about first.
