@@ -24,9 +24,9 @@ from PIL import Image
 
 from bench.stack import bench_stack
 from tests.pictures import data_url, image_message, picture
+from training.synthetic import COLOURS, SHAPES
 from workers.image.clip import BUNDLED_WEIGHTS, ClipModel
 from workers.image.labels import DEFAULT_GROUPS
-from workers.image.synthetic import COLOURS, SHAPES
 
 SESSIONS = 8
 PER_SESSION = 25

@@ -1,6 +1,6 @@
 """The held-out multimodal question set of `mmstream eval`, generated from a seed.
 
-Pictures come from `workers.image.synthetic`, always from attribute combinations held out of CLIP
+Pictures come from `training.synthetic`, always from attribute combinations held out of CLIP
 and projector training; speech is spoken by espeak-ng. Every question has one right label out of a
 closed set, so answers are scored by the label they name.
 
@@ -19,8 +19,8 @@ from typing import Literal
 
 from PIL import Image
 
-from cli.speech import have_espeak, speak
-from workers.image.synthetic import COLOURS, COUNTS, POSITIONS, SHAPES, Scene, random_scene, render
+from training.speech import have_espeak, speak
+from training.synthetic import COLOURS, COUNTS, POSITIONS, SHAPES, Scene, random_scene, render
 
 Modality = Literal["image", "audio", "image+audio"]
 

@@ -108,7 +108,7 @@ def _chat(settings: Settings, args: argparse.Namespace) -> int:
 def _train(settings: Settings, args: argparse.Namespace) -> int:
     if args.what == "projector":
         return _train_projector(settings, args)
-    from workers.image.train import TrainConfig, train_clip
+    from training.clip import TrainConfig, train_clip
 
     config = TrainConfig(seed=args.seed, steps=args.steps, threads=args.threads)
     report = train_clip(config, **({"out": args.out} if args.out else {}))
@@ -119,13 +119,13 @@ def _train(settings: Settings, args: argparse.Namespace) -> int:
 def _train_projector(settings: Settings, args: argparse.Namespace) -> int:
     out = {"out": args.out} if args.out else {}
     if args.modality == "audio":
-        from workers.fusion.train_speech import SpeechTrainConfig, train_speech_projector
+        from training.speech_projector import SpeechTrainConfig, train_speech_projector
 
         speech = train_speech_projector(SpeechTrainConfig(seed=args.seed, threads=args.threads), settings, **out)
         print(f"held-out token error rate: {speech.held_out_token_error_rate} ({speech.vocabulary} tokens)")
         print(f"{speech.seconds} s on {speech.device}; sha256 {speech.sha256}")
         return 0
-    from workers.fusion.train import ProjectorTrainConfig, train_image_projector
+    from training.image_projector import ProjectorTrainConfig, train_image_projector
 
     config = ProjectorTrainConfig(
         seed=args.seed, epochs=args.epochs, train_images=args.train_images, threads=args.threads

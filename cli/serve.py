@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import uvicorn
 
-from cli.http_protocol import bounded_http_protocol
 from gateway.app import create_app
+from gateway.http_protocol import bounded_http_protocol
 from shared.config import Settings
 
 

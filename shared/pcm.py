@@ -98,10 +98,6 @@ class InputConverter:
         self._table = ULAW if kind == "audio/pcmu" else ALAW if kind == "audio/pcma" else None
         self._resampler = StreamResampler(self.rate)
 
-    @property
-    def bytes_per_sample(self) -> int:
-        return 1 if self._table is not None else 2
-
     def convert(self, data: bytes) -> Int16:
         """Raises ValueError when the byte count cannot hold whole samples."""
         if self._table is not None:

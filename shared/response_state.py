@@ -30,7 +30,7 @@ QUEUED: Final = "queued"
 RUNNING: Final = "running"
 
 ClaimResult = Literal["ok", "final", "busy", "missing", "exhausted"]
-FinishMode = Literal["owner", "unclaimed", "any"]
+FinishMode = Literal["owner", "unclaimed"]
 
 # KEYS: state, lease, events. ARGV: owner, lease_ms, max_attempts, exhausted_final_json, ttl_s, pid
 _CLAIM = f"""
@@ -215,10 +215,6 @@ class AsyncResponseStore(_Store):
     async def finish_unclaimed(self, response_id: str, final: FinalEvent) -> bool:
         """End a response no worker has started (cancelled while queued, or no decoder came)."""
         keys, args = self._finish_args(response_id, "unclaimed", "", final)
-        return bool(await self._finish(keys=keys, args=args))
-
-    async def finish_any(self, response_id: str, final: FinalEvent) -> bool:
-        keys, args = self._finish_args(response_id, "any", "", final)
         return bool(await self._finish(keys=keys, args=args))
 
     async def forget(self, response_ids: Sequence[str]) -> None:

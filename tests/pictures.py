@@ -8,7 +8,7 @@ import random
 
 from PIL import Image
 
-from workers.image.synthetic import Scene, render
+from training.synthetic import Scene, render
 
 
 def picture(

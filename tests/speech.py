@@ -7,7 +7,7 @@ import wave
 
 import numpy as np
 
-from cli.speech import speak
+from training.speech import speak
 
 __all__ = ["chunks_b64", "encode", "silence", "speak", "wav_bytes"]
 

@@ -24,7 +24,7 @@ from redis.exceptions import RedisError
 from gateway.http.chat_schema import AudioPart, ChatCompletionRequest, ChatMessage, ImagePart, TextPart
 from gateway.http.errors import error_body
 from gateway.http.stops import StopFilter
-from gateway.realtime.images import image_bytes
+from gateway.image_urls import image_bytes
 from gateway.services import Services
 from shared.errors import REDIS_LOST, ErrorCode, ErrorInfo, InvalidRequest, NotFound, TooLarge
 from shared.messages import (

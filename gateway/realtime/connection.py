@@ -20,9 +20,9 @@ from typing import Any
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from gateway.auth import owner_of
+from gateway.image_urls import image_bytes
 from gateway.quotas import Budget
 from gateway.realtime.audio_input import AudioInputBuffer
-from gateway.realtime.images import image_bytes
 from gateway.realtime.items import check_length, checked_item
 from gateway.realtime.responder import stream_response
 from gateway.services import Services

@@ -15,19 +15,23 @@ router = APIRouter()
 
 @router.websocket("/v1/realtime")
 async def realtime(ws: WebSocket, model: str | None = None) -> None:
-    """A text conversation over the OpenAI Realtime protocol (GA event names).
+    """A conversation over the OpenAI Realtime protocol (GA event names; beta aliases where cheap).
 
     1. The client connects (optionally `?model=<served model>`); the server sends `session.created`.
-    2. `session.update` changes instructions, temperature or max_output_tokens -> `session.updated`.
-    3. `conversation.item.create` adds a message (`input_text` parts) -> `conversation.item.added`,
-       `conversation.item.created` (beta name) and `conversation.item.done`.
-    4. `response.create` starts a reply from the whole conversation -> `response.created`,
+    2. `session.update` sets instructions, sampling, fusion, the audio input format and turn
+       detection -> `session.updated`.
+    3. `conversation.item.create` adds a message (`input_text`, `input_image`, `input_audio` parts) ->
+       `conversation.item.added` / `.created` / `.done`; pictures are described and speech is
+       transcribed by the workers, whose events follow.
+    4. `input_audio_buffer.append|commit|clear` stream speech; with server VAD the end of a turn
+       commits it and starts a response (`input_audio_buffer.speech_started|speech_stopped|committed`,
+       `conversation.item.input_audio_transcription.delta|completed`).
+    5. `response.create` starts a reply from the conversation -> `response.created`,
        `response.output_item.added`, `response.content_part.added`, `response.output_text.delta`...,
-       `response.output_text.done`, `response.content_part.done`, `response.output_item.done`,
-       `response.done` (status completed, cancelled, incomplete or failed, with usage).
-       One response runs at a time; a second `response.create` meanwhile gets an error.
-    5. `response.cancel` stops the running response (status `cancelled`); so does disconnecting.
-    Any bad event gets an `error` event and the connection stays open.
+       their `.done` events and `response.done` (completed, cancelled, incomplete or failed, with
+       usage). One response runs at a time.
+    6. `response.cancel` stops the running response (`cancelled`); so does disconnecting.
+    Any bad event gets an `error` event and the connection stays open (docs/protocol.md lists them all).
     """
     services: Services = ws.app.state.services
     await ws.accept(subprotocol=chosen_subprotocol(ws.scope))

@@ -2,7 +2,7 @@
 
 from safetensors.torch import load_file
 
-from workers.image.train import TrainConfig, train_clip
+from training.clip import TrainConfig, train_clip
 
 
 def test_training_is_reproducible(tmp_path):

@@ -1,8 +1,8 @@
 """`mmstream train projector` with the real CLIP and LLM files: reproducible from its seed, loadable."""
 
 from shared.config import Settings
+from training.image_projector import SLOTS, ProjectorTrainConfig, train_image_projector
 from workers.fusion.projector import Projector
-from workers.fusion.train import SLOTS, ProjectorTrainConfig, train_image_projector
 
 
 def test_a_short_training_is_reproducible_and_fits_the_decoder(tmp_path):
@@ -17,8 +17,8 @@ def test_a_short_training_is_reproducible_and_fits_the_decoder(tmp_path):
 
 
 def test_a_short_speech_projector_training_is_reproducible(tmp_path):
+    from training.speech_projector import SpeechTrainConfig, train_speech_projector
     from workers.fusion.speech import SpeechProjector
-    from workers.fusion.train_speech import SpeechTrainConfig, train_speech_projector
 
     config = SpeechTrainConfig(seed=3, train_utterances=48, eval_utterances=8, epochs=2, threads=1)
     first = train_speech_projector(config, Settings(), out=tmp_path / "a.safetensors", log=False)

@@ -86,7 +86,7 @@ def test_images_install_as_the_readme_does(dockerfile: str):
     assert any("scripts/install.sh" in part for run in runs for part in run), runs
     copies = [line.split()[1:-1] for line in _instructions(text) if line.startswith("COPY ")]
     copied = {part for parts in copies for part in parts if not part.startswith("--")}
-    for package in ("shared", "gateway", "workers", "cli", "scripts", "requirements", "pyproject.toml"):
+    for package in ("shared", "gateway", "workers", "training", "cli", "scripts", "requirements", "pyproject.toml"):
         assert package in copied, (dockerfile, package)
 
 

@@ -2,7 +2,7 @@ import base64
 
 import pytest
 
-from gateway.realtime.images import _public_address, image_bytes
+from gateway.image_urls import _public_address, image_bytes
 from shared.config import Settings
 from shared.errors import InvalidRequest
 from tests.pictures import data_url, picture

@@ -5,12 +5,12 @@ import pytest
 import torch
 from PIL import Image
 
+from training.synthetic import dataset, is_held_out
 from workers.image.batcher import MicroBatcher
 from workers.image.clip import Tag
 from workers.image.decode import BadImage, decode_image
 from workers.image.labels import DEFAULT_GROUPS, load_groups
 from workers.image.service import describe
-from workers.image.synthetic import dataset, is_held_out
 
 MAX = 4096 * 4096
 

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
+from training.image_projector import TorchProjector
 from workers.fusion.projector import Projector, ProjectorMeta, ProjectorMismatch, save_projector, soft_token_ids
-from workers.fusion.train import TorchProjector
 
 META = ProjectorMeta(
     modality="image",
@@ -82,8 +82,8 @@ def test_the_decoder_refuses_a_named_projector_that_does_not_fit(tmp_path):
 
 
 def test_speech_projector_matches_its_torch_twin_and_collapses_runs(tmp_path):
+    from training.speech_projector import TorchSpeechProjector
     from workers.fusion.speech import SpeechProjector
-    from workers.fusion.train_speech import TorchSpeechProjector
 
     torch.manual_seed(0)
     rows = torch.randn(4, 24)

@@ -3,7 +3,7 @@
 Inference is a two-layer MLP in numpy, so the decoder needs no torch. The weights and a metadata
 header live in one safetensors file; the header names the encoder, the language model (with its
 file's sha256) and the shapes, so a projector is only ever used with the models it was trained
-for. Training is in `workers.fusion.train`.
+for. Training is in `training.image_projector`.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from workers.image.synthetic import BACKGROUNDS, COLOURS, SHAPES, SIZES
+from workers.image.vocabulary import BACKGROUNDS, COLOURS, SHAPES, SIZES
 
 
 @dataclass(frozen=True)

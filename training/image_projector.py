@@ -32,14 +32,14 @@ import torch
 from torch import nn
 
 from shared.config import Settings
+from training.frozen import language_model, seeded, tokenizer
+from training.synthetic import COLOURS, COUNTS, POSITIONS, SHAPES, SIZES, Scene, dataset
 from workers.decoder.token_table import TokenTable
 from workers.fusion.bundled import BUNDLED_IMAGE_PROJECTOR
-from workers.fusion.frozen import language_model, seeded, tokenizer
 from workers.fusion.projector import Projector, ProjectorMeta, save_projector
 from workers.image.bundled import BUNDLED_WEIGHTS
 from workers.image.clip import ClipModel
 from workers.image.labels import DEFAULT_GROUPS
-from workers.image.synthetic import COLOURS, COUNTS, POSITIONS, SHAPES, SIZES, Scene, dataset
 
 # One soft token per attribute, in reading order, and the words it may say.
 # The order is the text tags' order: with "count" first, the 0.5B default model answered "how many"

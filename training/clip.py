@@ -23,9 +23,9 @@ import open_clip
 import torch
 from safetensors.torch import save_file
 
+from training.synthetic import Scene, dataset
 from workers.image.clip import BUNDLED_WEIGHTS, ClipModel, register_configs
 from workers.image.labels import DEFAULT_GROUPS
-from workers.image.synthetic import Scene, dataset
 
 MODEL = "mmstream-clip-tiny"
 

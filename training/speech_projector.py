@@ -23,17 +23,17 @@ import numpy as np
 import torch
 from torch import nn
 
-from cli.speech import speak
 from shared.config import Settings
 from shared.models import resolve_model
 from shared.pcm import to_float
+from training.frozen import language_model, seeded, tokenizer
+from training.speech import speak
+from training.synthetic import COLOURS, COUNTS, POSITIONS, SHAPES
 from workers.audio.whisper import WhisperASR
 from workers.decoder.llama import LlamaModel
 from workers.fusion.bundled import BUNDLED_AUDIO_PROJECTOR
-from workers.fusion.frozen import language_model, seeded, tokenizer
 from workers.fusion.projector import ProjectorMeta, save_projector
 from workers.fusion.speech import SpeechProjector
-from workers.image.synthetic import COLOURS, COUNTS, POSITIONS, SHAPES
 
 FILL = {
     "colour": tuple(COLOURS),
