@@ -90,6 +90,23 @@ class RateLimited(InvalidRequest):
         self.retry_after_s = retry_after_s
 
 
+# The HTTP status of a failed job, by the code its final event carries; the rest are 500.
+_FAILURE_STATUS: dict[str, int] = {
+    "invalid_audio": 400,
+    "invalid_image": 400,
+    "audio_unavailable": 503,
+    "decoder_unavailable": 503,
+    "media_unavailable": 503,
+    "timeout": 503,
+    "redis_unavailable": 503,
+}
+
+
+def status_for(code: str | None) -> int:
+    """The HTTP status for a job that ended failed with this code (`error_code` of its final event)."""
+    return _FAILURE_STATUS.get(code or "server_error", 500)
+
+
 # What a client is told when Redis goes away while its reply streams (replies travel through Redis).
 REDIS_LOST = "The service lost its connection to Redis during the reply; try again in a moment."
 

@@ -18,10 +18,10 @@ from shared.messages import InputAudio, InputImage, MessageItem, Session
 from shared.redis_text import text
 
 # KEYS: items, order. ARGV: item_id, item_json, previous_id ('' = append, '^' = insert first), max_items, ttl_s
-# Returns the id of the item now before it ('' if first), or an error when previous_id is unknown.
+# Returns {'ok', id of the item now before it ('' if first)}, {'duplicate'} or {'unknown_previous'}.
 # Both keys get the TTL here: a worker may add a turn after its session closed and dropped them.
 _ADD_ITEM = """
-if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return redis.error_reply('duplicate') end
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return {'duplicate'} end
 local prev = ARGV[3]
 if prev == '' then
   local last = redis.call('LINDEX', KEYS[2], -1)
@@ -32,7 +32,7 @@ elseif prev == '^' then
   prev = ''
 else
   if redis.call('LINSERT', KEYS[2], 'AFTER', prev, ARGV[1]) <= 0 then
-    return redis.error_reply('unknown_previous')
+    return {'unknown_previous'}
   end
 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
@@ -43,7 +43,7 @@ while redis.call('LLEN', KEYS[2]) > tonumber(ARGV[4]) do
 end
 redis.call('EXPIRE', KEYS[1], ARGV[5])
 redis.call('EXPIRE', KEYS[2], ARGV[5])
-return prev
+return {'ok', prev}
 """
 
 
@@ -89,21 +89,18 @@ class SessionStore:
         """Insert an item (after `previous_item_id`, or at the end) and return the id before it."""
         assert item.id is not None
         items, order = self._keys.session_items(session_id), self._keys.session_order(session_id)
-        try:
-            prev = await self._add(
-                keys=[items, order],
-                args=[item.id, item.model_dump_json(), previous_item_id or "", self._max_items, self._ttl_s],
-            )
-        except redis.ResponseError as exc:
-            if "duplicate" in str(exc):
-                raise InvalidRequest(f"Item {item.id} already exists.", param="item.id") from exc
+        status, *prev = await self._add(
+            keys=[items, order],
+            args=[item.id, item.model_dump_json(), previous_item_id or "", self._max_items, self._ttl_s],
+        )
+        if text(status) == "duplicate":
+            raise InvalidRequest(f"Item {item.id} already exists.", param="item.id")
+        if text(status) == "unknown_previous":
             raise InvalidRequest(
-                f"Previous item {previous_item_id} does not exist.",
-                code="item_not_found",
-                param="previous_item_id",
-            ) from exc
+                f"Previous item {previous_item_id} does not exist.", code="item_not_found", param="previous_item_id"
+            )
         await self.touch(session_id)
-        return text(prev) or None
+        return text(prev[0]) or None
 
     async def get_item(self, session_id: str, item_id: str) -> MessageItem:
         raw = await self._r.hget(self._keys.session_items(session_id), item_id)
@@ -170,13 +167,8 @@ class SessionWriter:
         """Append an item; adding the same item id again (a redelivered task) changes nothing."""
         assert item.id is not None
         keys = [self._keys.session_items(session_id), self._keys.session_order(session_id)]
-        try:
-            prev = self._add(keys=keys, args=[item.id, item.model_dump_json(), "", self._max_items, self._ttl_s])
-        except redis.ResponseError as exc:
-            if "duplicate" in str(exc):
-                return None
-            raise
-        return text(prev) or None
+        status, *prev = self._add(keys=keys, args=[item.id, item.model_dump_json(), "", self._max_items, self._ttl_s])
+        return text(prev[0]) or None if text(status) == "ok" else None  # a duplicate: already there
 
     def set_transcript(self, session_id: str, item_id: str, transcript: str, content_index: int = -1) -> bool:
         """Fill in the transcript of the item's speech (a message holds at most one audio part)."""

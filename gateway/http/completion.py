@@ -26,7 +26,7 @@ from gateway.http.errors import error_body
 from gateway.http.stops import StopFilter
 from gateway.image_urls import image_bytes
 from gateway.services import Services
-from shared.errors import REDIS_LOST, ErrorCode, ErrorInfo, InvalidRequest, NotFound, TooLarge
+from shared.errors import REDIS_LOST, ErrorCode, ErrorInfo, InvalidRequest, NotFound, TooLarge, status_for
 from shared.messages import (
     GenerateRequest,
     InputAudio,
@@ -43,7 +43,6 @@ from shared.metrics import TIME_TO_FIRST_TOKEN
 
 log = logging.getLogger(__name__)
 
-_FAILURE_STATUS = {"decoder_unavailable": 503, "timeout": 503, "media_unavailable": 503, "redis_unavailable": 503}
 _cleanups: set[asyncio.Task[None]] = set()
 
 
@@ -280,7 +279,7 @@ class Completion:
         if final is None or final.status != "failed" or self._stops.stopped:
             return None
         code = final.error_code or "server_error"
-        status = _FAILURE_STATUS.get(code, 500)
+        status = status_for(code)
         message = final.error_message or "The decoder failed."
         error_code: ErrorCode = (
             "decoder_unavailable" if status == 503 and code != "redis_unavailable" else "server_error"

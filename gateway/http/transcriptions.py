@@ -17,14 +17,13 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.http.errors import documented, error_body
 from gateway.services import Services
-from shared.errors import ErrorCode, ErrorInfo, ErrorType, NotFound
+from shared.errors import ErrorCode, ErrorInfo, ErrorType, NotFound, status_for
 from shared.messages import Priority, TranscribeRequest, TranscriptionFinal, TranscriptSegment, new_id
 
 router = APIRouter(responses=documented(401, 429))
 
 ResponseFormat = Literal["json", "text", "srt", "verbose_json", "vtt"]
 _BLOB_TTL_S = 600
-_FAILURE_STATUS = {"invalid_audio": 400, "audio_unavailable": 503}
 
 
 class TranscriptionForm(BaseModel):
@@ -109,7 +108,7 @@ async def collect(
 def failure(final: TranscriptionFinal) -> tuple[int, dict[str, Any]]:
     """A failed transcription as (HTTP status, OpenAI error object)."""
     code = final.error_code or "server_error"
-    status = _FAILURE_STATUS.get(code, 500)
+    status = status_for(code)
     kind: ErrorType = "invalid_request_error" if status < 500 else "server_error"
     message = final.error_message or "The transcription failed."
     info = ErrorInfo(kind, cast(ErrorCode, code), message, "file" if status == 400 else None, status)
