@@ -85,6 +85,10 @@ Handler = Callable[[Any], Awaitable[None]]
 _EVENTS_BLOCK_MS = 1000
 
 
+class ClientGone(Exception):
+    """The client's socket is closed: nothing more can be sent to it."""
+
+
 class RealtimeConnection:
     def __init__(self, ws: WebSocket, services: Services) -> None:
         self._ws = ws
@@ -153,7 +157,7 @@ class RealtimeConnection:
                 if message["type"] == "websocket.disconnect":
                     break
                 await self._on_frame(message.get("text"), message.get("bytes"))
-        except WebSocketDisconnect:
+        except (WebSocketDisconnect, ClientGone):
             pass
         finally:
             self._closing = True
@@ -162,8 +166,13 @@ class RealtimeConnection:
             await self._close()
 
     async def send(self, event: ServerEvent) -> None:
+        """Send one event; ClientGone when the socket is closed (by the client, or by uvicorn under
+        a frame too large), however the ASGI server says so."""
         async with self._send_lock:
-            await self._ws.send_text(event.model_dump_json())
+            try:
+                await self._ws.send_text(event.model_dump_json())
+            except (WebSocketDisconnect, RuntimeError) as exc:  # RuntimeError: a send after the close
+                raise ClientGone from exc
 
     async def send_error(self, exc: BaseException, event_id: str | None) -> None:
         info = error_info(exc)
@@ -187,6 +196,8 @@ class RealtimeConnection:
                 raise InvalidRequest(f"Unknown event type {kind[:64]!r}.", code="unknown_event", param="type")
             event: ClientEvent = parse_client_event(raw)
             await self._handlers[kind](event)
+        except ClientGone:
+            raise  # nobody to tell: the session ends
         except Exception as exc:  # every failure becomes an error event; the socket stays open
             await self.send_error(exc, event_id)
 
@@ -335,7 +346,7 @@ class RealtimeConnection:
                 send=self.send,
                 in_conversation=in_conversation,
             )
-        except (WebSocketDisconnect, RuntimeError):
+        except ClientGone:
             log.info("client left during response %s", response.id)
         except Exception as exc:
             log.exception("response %s failed in the gateway", response.id)
@@ -371,7 +382,7 @@ class RealtimeConnection:
                 after = entry_id
                 try:
                     await self._worker_handlers[type(event)](event)
-                except (WebSocketDisconnect, RuntimeError):
+                except ClientGone:
                     return
                 except Exception as exc:
                     log.exception("handling %s failed", event.type)
