@@ -40,6 +40,7 @@ class BatchOptions:
     audio_prompt: str
     max_tokens: int
     chunk: int
+    temperature: float = 0.0  # a batch answers the same when run again (the service's default samples)
     headers: dict[str, str] = field(default_factory=dict)  # the API key, when the service wants one
     poll_s: float = 1.0
 
@@ -126,6 +127,7 @@ def _chat_line(custom_id: str, parts: list[dict[str, Any]], prompt: str, options
         "model": options.model,
         "messages": [{"role": "user", "content": content}],
         "max_tokens": options.max_tokens,
+        "temperature": options.temperature,
     }
     return json.dumps({"custom_id": custom_id, "method": "POST", "url": "/v1/chat/completions", "body": body})
 

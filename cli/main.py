@@ -66,6 +66,9 @@ def _parser() -> argparse.ArgumentParser:
     brun.add_argument("--audio-prompt", default="", help="asked after each recording (default: answer its speech)")
     brun.add_argument("--max-tokens", type=int, default=128)
     brun.add_argument("--chunk", type=int, default=500, help="files per batch")
+    brun.add_argument(
+        "--temperature", type=float, default=0.0, help="sampling temperature of the answers (0: the same every run)"
+    )
 
     models = sub.add_parser("models", help="list the configured models, resolving them (sha256-checked)")
     models.add_argument("--json", action="store_true", help="print JSON")
@@ -165,6 +168,7 @@ def _batch(settings: Settings, args: argparse.Namespace) -> int:
         audio_prompt=args.audio_prompt,
         max_tokens=args.max_tokens,
         chunk=args.chunk,
+        temperature=args.temperature,
         headers=settings.auth_headers(),
     )
     if not args.path.exists():
