@@ -12,9 +12,7 @@ from shared.keys import Keys
 
 
 async def live_workers(client: aioredis.Redis, keys: Keys, kind: str) -> list[dict[str, Any]]:
-    names = [key async for key in client.scan_iter(match=keys.worker_pattern(kind))]
-    values = await client.mget(names) if names else []
-    return [json.loads(v) for v in values if v is not None]
+    return await _records(client, keys.worker_pattern(kind))
 
 
 async def slots(client: aioredis.Redis, keys: Keys, kind: str) -> int:
@@ -24,6 +22,12 @@ async def slots(client: aioredis.Redis, keys: Keys, kind: str) -> int:
 
 async def recent_failures(client: aioredis.Redis, keys: Keys, kind: str) -> list[dict[str, Any]]:
     """Failure records of the last few minutes, newest first."""
-    names = [key async for key in client.scan_iter(match=keys.worker_failure_pattern(kind))]
+    records = await _records(client, keys.worker_failure_pattern(kind))
+    return sorted(records, key=lambda r: -float(r.get("at", 0)))
+
+
+async def _records(client: aioredis.Redis, pattern: str) -> list[dict[str, Any]]:
+    """The JSON records under the keys matching `pattern` (one that expired meanwhile is skipped)."""
+    names = [key async for key in client.scan_iter(match=pattern)]
     values = await client.mget(names) if names else []
-    return sorted((json.loads(v) for v in values if v is not None), key=lambda r: -float(r.get("at", 0)))
+    return [json.loads(v) for v in values if v is not None]

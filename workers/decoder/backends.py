@@ -86,9 +86,10 @@ def choose_variant(scores: Mapping[str, int], flags: frozenset[str], pinned: str
         if pinned not in scores:
             raise BackendError(f"CPU variant {pinned!r} is not installed; installed: {', '.join(sorted(scores))}")
         if scores[pinned] <= 0:
-            raise BackendError(f"CPU variant {pinned!r} needs instructions this CPU lacks; {_runnable(scores, flags)}")
+            can = ", ".join(sorted(_usable(scores, flags))) or "none"
+            raise BackendError(f"CPU variant {pinned!r} needs instructions this CPU lacks; these can run: {can}")
         return pinned
-    usable = {tag: score for tag, score in scores.items() if score > 0 and allowed_by_kernel(tag, flags)}
+    usable = _usable(scores, flags)
     if not usable:
         raise BackendError(f"none of the installed CPU variants ({', '.join(sorted(scores))}) can run on this CPU")
     return max(usable, key=lambda tag: usable[tag])
@@ -101,9 +102,9 @@ def allowed_by_kernel(tag: str, flags: frozenset[str]) -> bool:
     return all(flag in flags for flag in VARIANT_FLAGS.get(tag, ()))
 
 
-def _runnable(scores: Mapping[str, int], flags: frozenset[str]) -> str:
-    ok = [tag for tag, score in scores.items() if score > 0 and allowed_by_kernel(tag, flags)]
-    return f"these can: {', '.join(sorted(ok))}" if ok else "no installed variant can"
+def _usable(scores: Mapping[str, int], flags: frozenset[str]) -> dict[str, int]:
+    """The variants both CPUID (ggml's score) and the kernel's flags allow, with their scores."""
+    return {tag: score for tag, score in scores.items() if score > 0 and allowed_by_kernel(tag, flags)}
 
 
 # --- loading ---------------------------------------------------------------------------------------

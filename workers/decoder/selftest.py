@@ -49,7 +49,15 @@ def main(argv: list[str] | None = None) -> int:
         path = given if given.is_file() else resolve_model(args.model, settings.models_dir).path
         started = time.monotonic()
         n_ctx = max(256, args.prompt_tokens + args.tokens + 64)
-        model = LlamaModel(path, ContextConfig(n_ctx, 1, 256, args.threads, 0, args.cpu_variant))
+        config = ContextConfig(
+            n_ctx_per_seq=n_ctx,
+            n_seq=1,
+            n_batch=256,
+            n_threads=args.threads,
+            n_gpu_layers=0,
+            cpu_variant=args.cpu_variant,
+        )
+        model = LlamaModel(path, config)
     except (BackendError, ModelError, RuntimeError) as exc:
         print(f"selftest: {exc}", file=sys.stderr)
         return 2
