@@ -25,7 +25,7 @@ from typing import Any
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from shared.config import Settings
-from shared.errors import RateLimited
+from shared.errors import ErrorCode, RateLimited
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +137,7 @@ async def _refuse(
         await receive()  # websocket.connect; closing before accepting answers the handshake with 403
         await send({"type": "websocket.close", "code": 1008, "reason": "unauthorized"})
         return
-    code = "invalid_api_key" if status == 401 else "rate_limit_exceeded"
+    code: ErrorCode = "invalid_api_key" if status == 401 else "rate_limit_exceeded"
     error = {"message": message, "type": "invalid_request_error", "param": None, "code": code}
     body = json.dumps({"error": error}).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]

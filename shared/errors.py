@@ -15,7 +15,9 @@ from pydantic import ValidationError
 log = logging.getLogger(__name__)
 
 ErrorType = Literal["invalid_request_error", "server_error"]
+# Every code the project puts on the wire or in a stream entry; `_STATUS` gives each its HTTP status.
 ErrorCode = Literal[
+    # A client event or HTTP request the service refuses.
     "invalid_json",
     "unknown_event",
     "missing_required_parameter",
@@ -32,10 +34,26 @@ ErrorCode = Literal[
     "request_too_large",
     "invalid_image",
     "image_too_large",
-    "audio_unavailable",
+    "invalid_api_key",
     "rate_limit_exceeded",
+    # A job that could not be done: no worker runs or took it in time, the generation ran past its
+    # time limit, or Redis went away mid-reply.
+    "audio_unavailable",
     "decoder_unavailable",
     "media_unavailable",
+    "timeout",
+    "redis_unavailable",
+    # A batch as a whole (its input file) and its lines (OpenAI's batch error codes).
+    "empty_file",
+    "too_many_requests",
+    "file_not_found",
+    "missing_custom_id",
+    "duplicate_custom_id",
+    "invalid_method",
+    "invalid_url",
+    "invalid_body",
+    "batch_expired",
+    "batch_cancelled",
     "server_error",
 ]
 
@@ -90,21 +108,51 @@ class RateLimited(InvalidRequest):
         self.retry_after_s = retry_after_s
 
 
-# The HTTP status of a failed job, by the code its final event carries; the rest are 500.
-_FAILURE_STATUS: dict[str, int] = {
+# The HTTP status of each code: what a job (chat completion, transcription) that ended failed with
+# it answers (`error_code` of its final event), and what a refusal with it means. An exception keeps
+# its own `status` (a `NotFound` with code "invalid_value" is a 404), so this table does not decide it.
+_STATUS: dict[ErrorCode, int] = {
+    "invalid_json": 400,
+    "unknown_event": 400,
+    "missing_required_parameter": 400,
+    "invalid_value": 400,
+    "message_too_large": 400,
+    "model_not_found": 404,
+    "item_not_found": 400,
+    "conversation_already_has_active_response": 400,
+    "response_cancel_not_active": 400,
+    "conversation_full": 400,
     "invalid_audio": 400,
+    "audio_too_long": 400,
+    "input_audio_buffer_commit_empty": 400,
+    "request_too_large": 413,
     "invalid_image": 400,
+    "image_too_large": 400,
+    "invalid_api_key": 401,
+    "rate_limit_exceeded": 429,
     "audio_unavailable": 503,
     "decoder_unavailable": 503,
     "media_unavailable": 503,
     "timeout": 503,
     "redis_unavailable": 503,
+    "empty_file": 400,
+    "too_many_requests": 400,
+    "file_not_found": 404,
+    "missing_custom_id": 400,
+    "duplicate_custom_id": 400,
+    "invalid_method": 400,
+    "invalid_url": 400,
+    "invalid_body": 400,
+    # The line never ran; like a request cancelled before it ended (gateway.batch.execute).
+    "batch_expired": 503,
+    "batch_cancelled": 503,
+    "server_error": 500,
 }
 
 
-def status_for(code: str | None) -> int:
-    """The HTTP status for a job that ended failed with this code (`error_code` of its final event)."""
-    return _FAILURE_STATUS.get(code or "server_error", 500)
+def status_for(code: ErrorCode) -> int:
+    """The HTTP status for this code, e.g. of a job that ended failed with it."""
+    return _STATUS.get(code, 500)
 
 
 # What a client is told when Redis goes away while its reply streams (replies travel through Redis).

@@ -13,7 +13,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from gateway.http.chat_schema import ChatCompletionRequest
-from shared.errors import error_info
+from shared.errors import ErrorCode, error_info
 from shared.messages import BatchEndpoint, BatchError
 
 _MAX_CUSTOM_ID = 512
@@ -44,7 +44,7 @@ class Line:
 class BadLine:
     index: int
     custom_id: str | None
-    code: str
+    code: ErrorCode
     message: str
 
 
@@ -69,7 +69,7 @@ def parse(data: bytes, endpoint: BatchEndpoint, max_lines: int) -> Parsed:
 
 
 class _Refused(Exception):
-    def __init__(self, code: str, message: str, custom_id: str | None = None) -> None:
+    def __init__(self, code: ErrorCode, message: str, custom_id: str | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message

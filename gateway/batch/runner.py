@@ -23,7 +23,7 @@ from gateway.batch.files import FileStore
 from gateway.batch.lines import BadLine, Line, Parsed, parse
 from gateway.batch.store import BatchStore
 from gateway.services import Services
-from shared.errors import NotFound
+from shared.errors import ErrorCode, NotFound
 from shared.messages import (
     BatchError,
     BatchErrors,
@@ -203,13 +203,14 @@ class BatchRunner:
         now = int(time.time())
         end: BatchStatus
         source: BatchStatus
+        unfinished: ErrorCode | None  # the code of the lines the batch ended before they ran
         if batch.status == "in_progress" and _expired(batch):
             end, source, stamp, unfinished = "expired", batch.status, "expired_at", "batch_expired"
         elif batch.status == "cancelling":
             end, source, stamp, unfinished = "cancelled", batch.status, "cancelled_at", "batch_cancelled"
         elif batch.status in ("in_progress", "finalizing"):
             await self._store.transition(self._id, "finalizing", ("in_progress",), finalizing_at=now)
-            end, source, stamp, unfinished = "completed", "finalizing", "completed_at", ""
+            end, source, stamp, unfinished = "completed", "finalizing", "completed_at", None
         else:
             return
         await self._keep_lease()

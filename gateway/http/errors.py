@@ -24,7 +24,7 @@ class ErrorObject(BaseModel):
     message: str
     type: ErrorType
     param: str | None
-    code: str | None
+    code: ErrorCode | None
 
 
 class ErrorResponse(BaseModel):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from typing import Annotated, Any, Literal, cast
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Form, Request, UploadFile
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.http.errors import documented, error_body
 from gateway.services import Services
-from shared.errors import ErrorCode, ErrorInfo, ErrorType, NotFound, status_for
+from shared.errors import ErrorInfo, ErrorType, NotFound, status_for
 from shared.messages import Priority, TranscribeRequest, TranscriptionFinal, TranscriptSegment, new_id
 
 router = APIRouter(responses=documented(401, 429))
@@ -111,7 +111,7 @@ def failure(final: TranscriptionFinal) -> tuple[int, dict[str, Any]]:
     status = status_for(code)
     kind: ErrorType = "invalid_request_error" if status < 500 else "server_error"
     message = final.error_message or "The transcription failed."
-    info = ErrorInfo(kind, cast(ErrorCode, code), message, "file" if status == 400 else None, status)
+    info = ErrorInfo(kind, code, message, "file" if status == 400 else None, status)
     return status, error_body(info)
 
 

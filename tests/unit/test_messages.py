@@ -1,9 +1,15 @@
-import pytest
-from pydantic import ValidationError
+import ast
+from pathlib import Path
+from typing import Literal, get_args
 
-from shared.errors import InvalidRequest, error_info
+import pytest
+from pydantic import TypeAdapter, ValidationError
+
+from shared.errors import _STATUS, ErrorCode, InvalidRequest, error_info, status_for
 from shared.messages import (
+    CLIENT_EVENT_MODELS,
     CLIENT_EVENT_TYPES,
+    ClientEvent,
     ConversationItemCreate,
     ResponseCreate,
     ResponseFinal,
@@ -34,6 +40,68 @@ def test_response_create_without_body_gets_defaults():
     event = parse_client_event({"type": "response.create"})
     assert isinstance(event, ResponseCreate)
     assert event.response.conversation == "auto"
+
+
+def test_client_event_types_are_the_union_members():
+    # Read independently of the derivation: the discriminator mapping pydantic builds for the union.
+    mapping = TypeAdapter(ClientEvent).json_schema()["discriminator"]["mapping"]
+    assert set(mapping) == CLIENT_EVENT_TYPES
+    members = get_args(get_args(ClientEvent)[0])
+    assert set(CLIENT_EVENT_MODELS.values()) == set(members)
+    for kind, model in CLIENT_EVENT_MODELS.items():
+        assert model.model_fields["type"].annotation == Literal[kind]
+
+
+def test_every_error_code_has_a_status():
+    codes = set(get_args(ErrorCode))
+    assert set(_STATUS) == codes
+    assert all(100 <= status_for(code) < 600 for code in codes)
+    # The statuses failed jobs have always had.
+    assert (status_for("invalid_audio"), status_for("timeout"), status_for("server_error")) == (400, 503, 500)
+
+
+def _strings(node: ast.expr | None) -> list[str]:
+    """The string constants an expression may evaluate to (both sides of `a if c else b`, `a or b`)."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return [node.value]
+    if isinstance(node, ast.IfExp):
+        return _strings(node.body) + _strings(node.orelse)
+    if isinstance(node, ast.BoolOp):
+        return [s for value in node.values for s in _strings(value)]
+    return []
+
+
+def _codes_in(path: Path) -> list[str]:
+    """The error codes a module writes: `code=`/`error_code=` arguments, `code = ...` assignments,
+    `"code": ...` dict entries, and the first argument of the batch's `_Refused`."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.keyword) and node.arg in ("code", "error_code"):
+            found += _strings(node.value)
+        elif isinstance(node, ast.Assign | ast.AnnAssign):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            if any(isinstance(t, ast.Name) and t.id in ("code", "error_code") for t in targets):
+                found += _strings(node.value)
+        elif isinstance(node, ast.Dict):
+            found += [
+                s for k, v in zip(node.keys, node.values, strict=True) if _strings(k) == ["code"] for s in _strings(v)
+            ]
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "_Refused":
+            found += _strings(node.args[0])
+    return found
+
+
+def test_every_error_code_written_is_an_error_code():
+    # pydantic refuses an unknown code at run time; this finds it before (mypy does not check model arguments).
+    root = Path(__file__).resolve().parents[2]
+    written = {
+        (str(path.relative_to(root)), code)
+        for package in ("shared", "gateway", "workers", "cli")
+        for path in (root / package).rglob("*.py")
+        for code in _codes_in(path)
+    }
+    assert len(written) > 30  # the scan still sees the codes
+    assert {(path, code) for path, code in written if code not in get_args(ErrorCode)} == set()
 
 
 def test_every_listed_type_has_a_model():

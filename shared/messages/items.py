@@ -1,0 +1,81 @@
+"""Conversation items and their content parts, as clients send them and the server keeps them."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field
+
+from shared.messages.base import ClientModel
+
+ItemStatus = Literal["completed", "incomplete", "in_progress"]
+
+
+class InputText(ClientModel):
+    type: Literal["input_text"]
+    text: str
+
+
+class OutputText(ClientModel):
+    # "text" is what beta clients send for assistant content; it is stored as "output_text".
+    type: Literal["output_text", "text"]
+    text: str
+
+
+class InputAudio(ClientModel):
+    """Speech in a user message. `audio` (base64, in the session's input format) is only ever sent by a
+    client creating an item; the server keeps the audio in Redis and fills in `transcript`."""
+
+    type: Literal["input_audio"]
+    audio: str | None = None
+    transcript: str | None = None
+
+
+class InputImage(ClientModel):
+    """A picture in a user message: `image_url` is a data URL (or, where the operator allows, an http(s)
+    URL) sent by the client and not kept; the server fills in `description` from the image worker's tags."""
+
+    type: Literal["input_image"]
+    image_url: str | None = None
+    detail: Literal["auto", "low", "high"] = "auto"
+    description: str | None = None
+
+
+ContentPart = Annotated[InputText | OutputText | InputAudio | InputImage, Field(discriminator="type")]
+
+
+class MessageItem(ClientModel):
+    """A conversation message. Clients may omit id, object and status; the gateway fills them in.
+
+    Content may be empty only while the server is still writing an assistant reply.
+    """
+
+    id: str | None = Field(None, max_length=64)
+    type: Literal["message"] = "message"
+    object: Literal["realtime.item"] = "realtime.item"
+    status: ItemStatus = "completed"
+    role: Literal["user", "assistant", "system"]
+    content: list[ContentPart] = Field(default_factory=list, max_length=64)
+
+    def text(self) -> str:
+        """The message as text: typed text, transcripts of its speech, descriptions of its pictures."""
+        return "".join(part_text(p) for p in self.content)
+
+    def pending_media(self) -> bool:
+        """True while some speech has no transcript or some picture no description yet."""
+        return any(
+            (isinstance(p, InputAudio) and p.transcript is None)
+            or (isinstance(p, InputImage) and p.description is None)
+            for p in self.content
+        )
+
+    def images_only(self) -> bool:
+        return bool(self.content) and all(isinstance(p, InputImage) for p in self.content)
+
+
+def part_text(part: InputText | OutputText | InputAudio | InputImage) -> str:
+    if isinstance(part, InputAudio):
+        return part.transcript or ""
+    if isinstance(part, InputImage):
+        return f"[Picture: {part.description or 'could not be read'}]\n"
+    return part.text

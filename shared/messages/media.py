@@ -1,0 +1,26 @@
+"""Headers of the encoder outputs stored in Redis beside their raw bytes (`v: 1`), read for fusion."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from shared.messages.base import StrictModel
+
+
+class EncoderStates(StrictModel):
+    """Header of an utterance's Whisper encoder output, stored beside its raw bytes for fusion."""
+
+    v: Literal[1] = 1
+    model: str
+    dtype: Literal["float16", "float32"]
+    shape: list[int]  # [frames, width]
+    frames_per_second: float
+
+
+class ImageEmbedding(StrictModel):
+    """Header of a picture's CLIP embedding, stored beside its raw bytes."""
+
+    v: Literal[1] = 1
+    model: str
+    dtype: Literal["float32"] = "float32"
+    shape: list[int]

@@ -1,0 +1,68 @@
+"""Celery task payloads (`v: 1`): keys into Redis and settings, never the media itself."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from shared.messages.base import StrictModel
+from shared.messages.session import FusionMode
+
+# Interactive work (a person waiting) goes first; batch work fills the gaps. An mmstream extension.
+Priority = Literal["interactive", "batch"]
+
+
+class GenerateRequest(StrictModel):
+    """Payload of `decode.generate`: keys into Redis and sampling settings, never the media itself."""
+
+    v: Literal[1] = 1
+    response_id: str
+    session_id: str
+    item_ids: list[str]
+    instructions: str = ""
+    temperature: float = Field(ge=0.0, le=2.0)
+    top_p: float = Field(gt=0.0, le=1.0)
+    max_output_tokens: int = Field(ge=1)
+    seed: int | None = None
+    fusion: FusionMode = "text"
+    priority: Priority = "interactive"
+    # Fail with `media_unavailable` instead of answering without a picture or speech that was never
+    # described (an encoder died): batch lines are retried, a person gets the best answer now.
+    require_media: bool = False
+
+
+class TranscribeRequest(StrictModel):
+    """Payload of `audio.transcribe`: a whole clip stored at `blob_key`, transcribed offline.
+
+    The result goes to the job stream of `job_id` (HTTP transcriptions), or becomes the transcript
+    of conversation item `item_id` of `session_id` (an item created with its audio).
+    """
+
+    v: Literal[1] = 1
+    blob_key: str
+    encoding: Literal["file", "pcm16"]  # a media file (any container PyAV reads) or 16 kHz PCM16
+    job_id: str | None = None
+    session_id: str | None = None
+    item_id: str | None = None
+    language: str | None = None
+    prompt: str | None = None
+    word_timestamps: bool = False
+
+
+class DescribeImageRequest(StrictModel):
+    """Payload of `image.describe`: one picture of a conversation item, stored at `blob_key`."""
+
+    v: Literal[1] = 1
+    session_id: str
+    item_id: str
+    content_index: int
+    blob_key: str
+    frame: bool  # a camera frame: may be dropped when stale or a near-duplicate
+
+
+class AudioStreamRequest(StrictModel):
+    """Payload of `audio.stream`: process whatever the session's input log holds."""
+
+    v: Literal[1] = 1
+    session_id: str
