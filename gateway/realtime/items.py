@@ -1,4 +1,4 @@
-"""Checking the conversation items a client creates, and taking the speech out of them."""
+"""Conversation items: checking those a client creates, taking the speech out, announcing them."""
 
 from __future__ import annotations
 
@@ -6,9 +6,21 @@ import base64
 import binascii
 from dataclasses import dataclass
 
+from gateway.realtime.client_socket import ClientSocket
 from shared.config import Settings
 from shared.errors import InvalidRequest
-from shared.messages import AudioFormat, InputAudio, InputImage, InputText, MessageItem, OutputText, new_id
+from shared.messages import (
+    AudioFormat,
+    ConversationItemAdded,
+    ConversationItemCreated,
+    ConversationItemDone,
+    InputAudio,
+    InputImage,
+    InputText,
+    MessageItem,
+    OutputText,
+    new_id,
+)
 from shared.pcm import TARGET_RATE, InputConverter
 
 _ALLOWED = {"user": (InputText, InputAudio, InputImage), "system": (InputText,), "assistant": (OutputText,)}
@@ -59,6 +71,14 @@ def checked_item(item: MessageItem, settings: Settings, fmt: AudioFormat) -> Che
         raise InvalidRequest(f"A message holds at most {_MAX_PICTURES} pictures.", param="item.content")
     stored = item.model_copy(update={"id": item.id or new_id("item"), "status": "completed", "content": content})
     return CheckedItem(stored, speech, pictures)
+
+
+async def announce_item(socket: ClientSocket, item: MessageItem, previous: str | None, *, done: bool) -> None:
+    """Tell the client an item is in the conversation; `done` unless transcripts or descriptions are due."""
+    await socket.send(ConversationItemAdded(previous_item_id=previous, item=item))
+    await socket.send(ConversationItemCreated(previous_item_id=previous, item=item))
+    if done:
+        await socket.send(ConversationItemDone(previous_item_id=previous, item=item))
 
 
 def _speech(part: InputAudio, settings: Settings, fmt: AudioFormat) -> bytes:

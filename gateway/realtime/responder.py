@@ -88,9 +88,10 @@ async def stream_response(
                 pieces.append(event.text)
                 await send(ResponseOutputTextDelta(**where, delta=event.text))
     except RedisError:
-        # The reply travels through Redis: without it this one ends here, and the client hears why.
+        # The reply travels through Redis: without it this one ends here, and the client hears why
+        # (with the code the HTTP API gives the same failure).
         log.warning("response %s: lost Redis mid-reply", rid, exc_info=True)
-        final = ResponseFinal(status="failed", error_code="server_error", error_message=REDIS_LOST)
+        final = ResponseFinal(status="failed", error_code="redis_unavailable", error_message=REDIS_LOST)
 
     text = "".join(pieces)
     await send(ResponseOutputTextDone(**where, text=text))
