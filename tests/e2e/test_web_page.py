@@ -29,7 +29,7 @@ async def test_typed_pictured_and_spoken_questions_are_answered(stack: Stack, tm
     expect.set_options(timeout=60_000)
 
     speech = tmp_path / "question.wav"
-    speech.write_bytes(wav_bytes(silence(0.5) + speak("What is the capital of France?") + silence(2.5)))
+    speech.write_bytes(wav_bytes(silence(0.5) + speak("What colour is the sky on a clear day?") + silence(2.5)))
     png = tmp_path / "red-circle.png"
     buffer = io.BytesIO()
     picture("circle", "red").save(buffer, format="PNG")
@@ -55,13 +55,18 @@ async def test_typed_pictured_and_spoken_questions_are_answered(stack: Stack, tm
             # The spoken question reads its transcript only: with the speech soft tokens too (the default
             # fusion, "both") the 0.5B model answered "The cap of France is a red ball." in 2 runs of 5
             # here, as the utterance's edges (and so its encoder states) move with the live microphone.
-            # What fusion does for answers is measured by `mmstream eval`, not here.
+            # What fusion does for answers is measured by `mmstream eval`, not here. The question is one
+            # whisper-tiny.en hears the same wherever the utterance starts: espeak's "capital of France"
+            # came out "capital and friends" for some starts, and a CI run answered "The cap of France is
+            # 1,000,000." Streamed, the live microphone's transcript still varies ("What color is n sky on the
+            # clear day?", "What? color is the sky on a clear? day?"), so the key word is what is checked here.
+            # This test is about the page; how well speech is heard is tests/e2e/test_hearing.py's.
             await fresh_page("&fusion=text")
 
             await page.click("#mic")
             await expect(page.locator("#mic")).to_have_attribute("aria-pressed", "true")
-            await expect(page.locator("li.user.spoken")).to_contain_text("France", ignore_case=True)
-            await expect(page.locator("li.assistant").nth(0)).to_contain_text("Paris")
+            await expect(page.locator("li.user.spoken")).to_contain_text("sky", ignore_case=True)
+            await expect(page.locator("li.assistant").nth(0)).to_contain_text("blue", ignore_case=True)
             # The conversation reads in order: the spoken question sits above its answer.
             order = await page.locator("#log li").evaluate_all("items => items.map(i => i.className)")
             assert order == ["user spoken", "assistant"], order
