@@ -18,6 +18,7 @@ from shared.clients import DecoderClient, JobClient, TranscriptionClient
 from shared.config import Settings
 from shared.image_bus import ImageBus
 from shared.keys import Keys
+from shared.media_tasks import MediaWatch
 from shared.response_state import AsyncResponseStore
 from shared.sessions import SessionStore
 
@@ -46,8 +47,8 @@ class Services:
         sessions = SessionStore(client, keys, ttl_s=settings.session_ttl_s, max_items=settings.max_conversation_items)
         responses = AsyncResponseStore(client, keys, ttl_s=settings.session_ttl_s)
         audio = AudioBus(client, keys, celery, ttl_s=settings.session_ttl_s)
-        # The broker's queues are readable when the broker is this Redis (the default).
-        jobs = JobClient(responses, celery, settings, client, broker=client if settings.broker_url is None else None)
+        media = MediaWatch(client, keys, celery, sessions, settings)
+        jobs = JobClient(responses, celery, settings, client, media)
         images = ImageBus(client, keys, celery, ttl_s=settings.session_ttl_s)
         return cls(
             settings=settings,

@@ -14,7 +14,7 @@ from typing import Any, Literal, cast
 import redis.asyncio as aioredis
 from celery import Celery
 
-from shared import media_tasks, streams
+from shared import media_tasks, recovery, streams
 from shared.celery_app import TASK_AUDIO_STREAM, TASK_AUDIO_TRANSCRIBE, send
 from shared.keys import Keys
 from shared.messages import (
@@ -29,9 +29,6 @@ from shared.messages import (
     session_event_adapter,
 )
 
-# Long enough to cover a queue wait; the worker deletes it as soon as it starts.
-_PENDING_TTL_S = 60
-
 
 class AudioBus:
     def __init__(self, client: aioredis.Redis, keys: Keys, celery: Celery, *, ttl_s: int) -> None:
@@ -44,8 +41,26 @@ class AudioBus:
         header = AudioAppend(samples=len(pcm16) // 2, item_id=item_id)
         await self._log(session_id, {streams.FIELD: header.model_dump_json(), "pcm": pcm16})
 
-    async def commit(self, session_id: str, item_id: str, *, item_added: bool) -> None:
+    async def commit(
+        self, session_id: str, item_id: str, *, item_added: bool, priority: Priority = "interactive"
+    ) -> None:
         commit = AudioCommit(item_id=item_id, item_added=item_added)
+        if item_added:
+            # The item waits for the stream to transcribe it: noted like any media task, so that a
+            # stream whose worker died is woken again (shared/media_tasks.py).
+            payload = AudioStreamRequest(session_id=session_id).model_dump(mode="json")
+            async with self._r.pipeline(transaction=False) as pipe:
+                media_tasks.note(
+                    pipe,
+                    self._keys.media_tasks(session_id),
+                    item_id=item_id,
+                    part="audio",
+                    task=TASK_AUDIO_STREAM,
+                    payload=payload,
+                    priority=priority,
+                    ttl_s=self._ttl_s,
+                )
+                await pipe.execute()
         await self._log(session_id, {streams.FIELD: commit.model_dump_json()})
 
     async def clear(self, session_id: str) -> None:
@@ -90,7 +105,7 @@ class AudioBus:
         async with self._r.pipeline(transaction=False) as pipe:
             pipe.xadd(log, cast(Any, fields))
             pipe.expire(log, self._ttl_s)
-            pipe.set(self._keys.audio_pending(session_id), 1, nx=True, ex=_PENDING_TTL_S)
+            pipe.set(self._keys.audio_pending(session_id), 1, nx=True, ex=recovery.AUDIO_PENDING_TTL_S)
             *_, scheduled = await pipe.execute()
         if scheduled:
             payload = AudioStreamRequest(session_id=session_id).model_dump(mode="json")

@@ -1,10 +1,12 @@
 """How the gateway reaches workers for results a client waits on: send a task by name, follow a stream.
 
 `JobClient.run` starts a job (a response, a transcription) and yields the events workers append
-to its Redis Stream. While it waits it watches the job: a worker whose lease expired has died, so
-the task is sent again and the next worker continues where the stream ends; a job no worker picks
-up in time fails with a clear error instead of hanging. `DecoderClient` and `TranscriptionClient`
-are the two kinds of job the gateway runs.
+to its Redis Stream. While it waits it watches the job by the rules of `shared/recovery.py`: a
+worker whose lease expired has died, so the task is sent again and the next worker continues where
+the stream ends; a task taken by a worker that died before starting it is sent again; a job no
+worker picks up in time fails with a clear error instead of hanging; the media a response waits on
+are watched too (`shared/media_tasks.py`). `DecoderClient` and `TranscriptionClient` are the two
+kinds of job the gateway runs.
 """
 
 from __future__ import annotations
@@ -18,9 +20,11 @@ from typing import Any
 import redis.asyncio as aioredis
 from celery import Celery
 
-from shared.celery_app import TASK_AUDIO_TRANSCRIBE, TASK_DECODE_GENERATE, redis_queue_lists, send
+from shared import recovery
+from shared.celery_app import TASK_AUDIO_TRANSCRIBE, TASK_DECODE_GENERATE, send
 from shared.config import Settings
 from shared.keys import Keys
+from shared.media_tasks import MediaWatch, Needs
 from shared.messages import (
     FinalEvent,
     GenerateRequest,
@@ -36,9 +40,6 @@ from shared.worker_presence import live_workers, recent_failures
 log = logging.getLogger(__name__)
 
 _BLOCK_MS = 500
-# A worker process announces itself within seconds of starting; a job waiting longer than this
-# while no worker of its kind exists fails at once.
-_ABSENT_GRACE_S = 5.0
 
 
 class JobClient:
@@ -48,14 +49,14 @@ class JobClient:
         celery: Celery,
         settings: Settings,
         client: aioredis.Redis,
-        broker: aioredis.Redis | None = None,
+        media: MediaWatch | None = None,
     ) -> None:
         self._store = store
         self._celery = celery
         self._settings = settings
         self._client = client  # the service's Redis: worker presence
         self._keys = Keys(settings.key_prefix)
-        self._broker = broker  # the broker's Redis, to see whether a job's task still waits in its queue
+        self._media = media
         self._resent: dict[str, float] = {}  # job id -> when its task was last sent again
         self._alive: dict[str, tuple[float, bool]] = {}  # worker kind -> (when looked, any running)
 
@@ -70,6 +71,7 @@ class JobClient:
         priority: Priority = "interactive",
         attach: bool = False,
         detached: bool = False,
+        waits_on: Needs | None = None,
     ) -> AsyncIterator[StreamEvent]:
         """Start a job and yield its events, ending with exactly one final event.
 
@@ -77,7 +79,7 @@ class JobClient:
         iteration early (client gone) cancels the job, unless it is `detached` (batch work, which
         another gateway may go on following). With `attach`, a job that already exists (started
         by a gateway that has since stopped) is followed from its first event instead of being
-        started again.
+        started again. `waits_on` names the session and items whose media the job needs.
         """
         if not (attach and await self._store.exists(job_id)):
             await self._store.create(job_id, owner)
@@ -95,8 +97,12 @@ class JobClient:
                         return
                 if not entries:
                     await self._watch(task, job_id, payload, unavailable, priority)
+                    if waits_on is not None and self._media is not None:
+                        await self._media.check(waits_on)
         finally:
             self._resent.pop(job_id, None)
+            if waits_on is not None and self._media is not None:
+                self._media.forget(waits_on.session_id)
             if not finished and not detached:
                 await asyncio.shield(self.cancel(job_id))
 
@@ -123,7 +129,7 @@ class JobClient:
             kind = task.split(".", 1)[0]
             if waited > self._settings.decode_queue_timeout_s:
                 await self._store.finish_unclaimed(job_id, unavailable)
-            elif waited > _ABSENT_GRACE_S and not await self._kind_alive(kind):
+            elif waited > recovery.ABSENT_GRACE_S and not await self._kind_alive(kind):
                 # No worker of the kind at all: say so now rather than after the queue timeout.
                 message = f"No {kind} worker is running (start one: mmstream worker {kind})."
                 if failures := await recent_failures(self._client, self._keys, kind):
@@ -139,7 +145,7 @@ class JobClient:
     async def _kind_alive(self, kind: str) -> bool:
         """Whether any worker of a kind is running; read at most every few seconds (it scans keys)."""
         checked_at, alive = self._alive.get(kind, (0.0, True))
-        if time.monotonic() - checked_at > _ABSENT_GRACE_S / 2:
+        if time.monotonic() - checked_at > recovery.ABSENT_GRACE_S / 2:
             alive = bool(await live_workers(self._client, self._keys, kind))
             self._alive[kind] = (time.monotonic(), alive)
         return alive
@@ -150,13 +156,10 @@ class JobClient:
         Workers take a task only when a thread is free for it and claim it at once, so a job still
         queued a while after its queue ran empty had its task taken by a worker that died.
         """
-        grace = max(10.0, 4 * self._settings.lease_ttl_s)
-        if self._broker is None or waited < grace or time.monotonic() - self._resent.get(job_id, 0.0) < grace:
+        grace = recovery.lost_after_s(self._settings)
+        if waited < grace or time.monotonic() - self._resent.get(job_id, 0.0) < grace:
             return False
-        queue = task.split(".", 1)[0]
-        lists = redis_queue_lists(self._settings.celery_broker_url, (queue,))
-        lengths = [await self._broker.llen(key) for key in lists.values()]
-        return bool(lists) and not any(lengths)
+        return not await asyncio.to_thread(recovery.queued, self._celery, task.split(".", 1)[0])
 
 
 class DecoderClient:
@@ -184,6 +187,7 @@ class DecoderClient:
             priority=request.priority,
             attach=attach,
             detached=detached,
+            waits_on=Needs(request.session_id, request.item_ids, give_up=not request.require_media),
         ):
             yield event
 

@@ -107,7 +107,7 @@ class Settings(BaseSettings):
         300.0, gt=0, description="Longest a response may wait for a decoder before it fails."
     )
     transcript_wait_s: float = Field(
-        30.0, gt=0, description="Longest the decoder waits for speech in the conversation to be transcribed."
+        30.0, gt=0, description="Longest a reply waits for a picture's description or a transcript; then goes on."
     )
     lease_ttl_s: float = Field(5.0, gt=0.5, description="A worker that stops renewing for this long is dead.")
     max_attempts: int = Field(3, ge=1, description="Times a response is started before it fails.")

@@ -43,16 +43,16 @@ class ImageBus:
             pipe.set(blob, data, ex=self._ttl_s)
             if frame:
                 pipe.set(self._keys.latest_frame(session_id), item_id, ex=self._ttl_s)
-            else:  # a frame is soon stale: not worth sending again
-                media_tasks.note(
-                    pipe,
-                    self._keys.media_tasks(session_id),
-                    item_id=item_id,
-                    part=index,
-                    task=TASK_IMAGE_DESCRIBE,
-                    payload=payload,
-                    priority=priority,
-                    ttl_s=self._ttl_s,
-                )
+            media_tasks.note(
+                pipe,
+                self._keys.media_tasks(session_id),
+                item_id=item_id,
+                part=index,
+                task=TASK_IMAGE_DESCRIBE,
+                payload=payload,
+                priority=priority,
+                ttl_s=self._ttl_s,
+                resend=not frame,  # a frame is soon stale: not worth sending again
+            )
             await pipe.execute()
         await asyncio.to_thread(send, self._celery, TASK_IMAGE_DESCRIBE, payload, priority)

@@ -5,7 +5,7 @@ channel and later acknowledges it on that channel; both need the connection it h
 of, and the AttributeError kills the worker (seen here with Redis restarted mid-reply; see
 celery/celery#9250). Here both are skipped: the task stays in Redis's `unacked` hash and comes back
 after the visibility timeout, and our own leases resend interactive work long before that
-(shared/clients.py, workers/decoder/redelivery.py). A second copy is harmless: claims are atomic.
+(shared/recovery.py). A second copy is harmless: claims are atomic.
 """
 
 from __future__ import annotations

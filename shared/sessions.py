@@ -18,10 +18,14 @@ from shared.messages import InputAudio, InputImage, MessageItem, Session
 from shared.redis_text import text
 
 # KEYS: items, order. ARGV: item_id, item_json, previous_id ('' = append, '^' = insert first), max_items, ttl_s
-# Returns {'ok', id of the item now before it ('' if first)}, {'duplicate'} or {'unknown_previous'}.
+# Returns {'ok' or 'duplicate', id of the item before it ('' if first)} or {'unknown_previous'}.
 # Both keys get the TTL here: a worker may add a turn after its session closed and dropped them.
 _ADD_ITEM = """
-if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return {'duplicate'} end
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then
+  local pos = redis.call('LPOS', KEYS[2], ARGV[1])
+  if pos and pos > 0 then return {'duplicate', redis.call('LINDEX', KEYS[2], pos - 1)} end
+  return {'duplicate', ''}
+end
 local prev = ARGV[3]
 if prev == '' then
   local last = redis.call('LINDEX', KEYS[2], -1)
@@ -47,8 +51,10 @@ return {'ok', prev}
 """
 
 
-# KEYS: items. ARGV: item_id, content_index (0-based), part type, field, value. Fills in what a
-# worker found out about a part (a transcript, a description); a deleted item stays deleted.
+# KEYS: items. ARGV: item_id, content_index (0-based), part type, field, value, only_if_unset.
+# Fills in what a worker found out about a part (a transcript, a description), or an empty one
+# when the gateway gives the media up ('1': not over a result that just arrived); a deleted item
+# stays deleted.
 _SET_PART_FIELD = """
 local raw = redis.call('HGET', KEYS[1], ARGV[1])
 if not raw then return 0 end
@@ -62,6 +68,7 @@ else
   part = item['content'][tonumber(ARGV[2]) + 1]
 end
 if not part or part['type'] ~= ARGV[3] then return 0 end
+if ARGV[6] == '1' and part[ARGV[4]] ~= nil and part[ARGV[4]] ~= cjson.null then return 0 end
 part[ARGV[4]] = ARGV[5]
 redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(item))
 return 1
@@ -77,6 +84,7 @@ class SessionStore:
         self._ttl_s = ttl_s
         self._max_items = max_items
         self._add = client.register_script(_ADD_ITEM)
+        self._set_field = client.register_script(_SET_PART_FIELD)
 
     async def save(self, session: Session) -> None:
         await self._r.set(self._keys.session(session.id), session.model_dump_json(), ex=self._ttl_s)
@@ -119,6 +127,16 @@ class SessionStore:
             item.id,
             item.model_dump_json(),
         )
+
+    async def fill_in_transcript(self, session_id: str, item_id: str, transcript: str) -> bool:
+        """Set the transcript of the item's speech unless it has one: False when it had (or is gone)."""
+        keys = [self._keys.session_items(session_id)]
+        return bool(await self._set_field(keys=keys, args=[item_id, -1, "input_audio", "transcript", transcript, 1]))
+
+    async def fill_in_description(self, session_id: str, item_id: str, content_index: int, description: str) -> bool:
+        keys = [self._keys.session_items(session_id)]
+        args: list[str | int] = [item_id, content_index, "input_image", "description", description, 1]
+        return bool(await self._set_field(keys=keys, args=args))
 
     async def delete_item(self, session_id: str, item_id: str) -> None:
         removed = await self._r.hdel(self._keys.session_items(session_id), item_id)
@@ -164,21 +182,23 @@ class SessionWriter:
         self._client = client
 
     def add_item(self, session_id: str, item: MessageItem) -> str | None:
-        """Append an item; adding the same item id again (a redelivered task) changes nothing."""
+        """Append an item and return the id of the one before it; adding the same item id again (a
+        redelivered task) changes nothing and returns the same."""
         assert item.id is not None
         keys = [self._keys.session_items(session_id), self._keys.session_order(session_id)]
-        status, *prev = self._add(keys=keys, args=[item.id, item.model_dump_json(), "", self._max_items, self._ttl_s])
-        return text(prev[0]) or None if text(status) == "ok" else None  # a duplicate: already there
+        _, prev = self._add(keys=keys, args=[item.id, item.model_dump_json(), "", self._max_items, self._ttl_s])
+        return text(prev) or None
 
     def set_transcript(self, session_id: str, item_id: str, transcript: str, content_index: int = -1) -> bool:
         """Fill in the transcript of the item's speech (a message holds at most one audio part)."""
         keys = [self._keys.session_items(session_id)]
-        return bool(self._set_field(keys=keys, args=[item_id, content_index, "input_audio", "transcript", transcript]))
+        args: list[str | int] = [item_id, content_index, "input_audio", "transcript", transcript, 0]
+        return bool(self._set_field(keys=keys, args=args))
 
     def set_description(self, session_id: str, item_id: str, content_index: int, description: str) -> bool:
         keys = [self._keys.session_items(session_id)]
         return bool(
-            self._set_field(keys=keys, args=[item_id, content_index, "input_image", "description", description])
+            self._set_field(keys=keys, args=[item_id, content_index, "input_image", "description", description, 0])
         )
 
     def delete_item(self, session_id: str, item_id: str) -> bool:

@@ -17,8 +17,8 @@ from typing import Any
 
 import redis
 
+from shared import recovery
 from shared.keys import Keys
-from shared.redis_text import text
 
 log = logging.getLogger(__name__)
 
@@ -62,8 +62,8 @@ class Presence:
 
     def lock_token(self) -> str:
         """A value for a lock this process takes, naming it so others can tell whether it still lives
-        (`lock_holder_alive`); unique per acquisition."""
-        return f"{self._key}|{self.instance}|{secrets.token_hex(4)}"
+        (`shared.recovery.holder_alive`); unique per acquisition."""
+        return recovery.lock_token(self._key, self.instance, secrets.token_hex(4))
 
     def start(self) -> None:
         self._thread.start()
@@ -98,19 +98,3 @@ class Presence:
             except redis.RedisError as exc:  # Redis restarting: try again next period
                 log.warning("presence heartbeat failed: %s", exc)
             self._stop.wait(self._period)
-
-
-def lock_holder_alive(client: redis.Redis, token: str | bytes) -> bool:
-    """Whether the process that wrote this lock token (`Presence.lock_token`) still publishes its presence.
-
-    A killed worker's record expires within its TTL; a restarted one has another instance.
-    """
-    key, _, rest = text(token).partition("|")
-    instance = rest.partition("|")[0]
-    raw: Any = client.get(key) if key else None
-    if raw is None:
-        return False
-    try:
-        return bool(json.loads(raw).get("instance") == instance)
-    except ValueError:
-        return False

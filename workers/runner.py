@@ -19,6 +19,7 @@ from typing import Any, Protocol
 import redis
 from celery.signals import worker_ready, worker_shutting_down
 
+from shared import recovery
 from shared.celery_app import QUEUE_AUDIO, QUEUE_DECODE, QUEUE_IMAGE, create_celery
 from shared.config import Settings, WorkerKind
 from shared.exits import EXIT_CANNOT_LOAD
@@ -76,8 +77,8 @@ def run_worker(kind: WorkerKind, settings: Settings, name: str | None = None) ->
     spec = _KINDS[kind]
     limit_threads(*spec.threads(settings))  # before the kind's libraries are imported
     client = redis.Redis.from_url(settings.redis_url)
-    # A killed worker's record lapses within three leases: others then take over what it held.
-    presence = Presence(client, Keys(settings.key_prefix), kind, name, ttl_s=3 * settings.lease_ttl_s)
+    # A killed worker's record lapses soon: others then take over what it held (shared/recovery.py).
+    presence = Presence(client, Keys(settings.key_prefix), kind, name, ttl_s=recovery.presence_ttl_s(settings))
     app = create_celery(settings)
     module = importlib.import_module(spec.module)
     service: WorkerService = module.SERVICE(settings, client, presence)

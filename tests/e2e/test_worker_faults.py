@@ -4,9 +4,8 @@ Each victim is frozen (SIGSTOP) at a moment it holds the work, then SIGKILLed, s
 mid-task every run: an image worker that has taken a picture's task off the queue, an audio worker
 holding a session's stream lock (leases of 2 s: a dead worker's presence lapses in 6 s). A fresh
 worker of the kind is then started. With a Redis broker the dead worker's task would come back only
-after the visibility timeout (minutes); the waiting decoder sends it again
-(workers/decoder/redelivery.py) and the new audio worker takes the dead one's lock over
-(workers/audio/service.py).
+after the visibility timeout (minutes); the gateway following the reply sends it again
+(shared/media_tasks.py) and the new audio worker takes the dead one's lock over (shared/recovery.py).
 """
 
 from __future__ import annotations
@@ -44,6 +43,15 @@ def _decoder_and(
         stack.close()
 
 
+def _wait_stopped(pid: int) -> None:
+    """Until the process is stopped (state T in /proc), for at most a second."""
+    deadline = time.monotonic() + 1.0
+    while time.monotonic() < deadline:
+        if Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] == "T":
+            return
+        time.sleep(0.001)
+
+
 def _kill(proc) -> None:  # noqa: ANN001 - a Popen
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(10)
@@ -75,7 +83,7 @@ async def test_image_worker_killed_holding_a_picture(fresh_redis_url, tmp_path):
         reply = "".join(e["delta"] for e in events if e["type"] == "response.output_text.delta").lower()
         assert "blue" in reply and "square" in reply, reply
         assert not [e for e in events if e["type"] == "error"], events
-        assert "sending it again" in (tmp_path / "decode-0.log").read_text()
+        assert "sending it again" in (tmp_path / "gateway.log").read_text()
         print(f"answered {took:.1f} s after the picture was sent")
         assert took < 30  # well before the decoder gives up on the picture, and the 660 s visibility timeout
 
@@ -96,6 +104,7 @@ async def test_audio_worker_killed_mid_stream(fresh_redis_url, tmp_path):
                 if not client.exists(lock):
                     return False
                 os.killpg(victim.pid, signal.SIGSTOP)
+                _wait_stopped(victim.pid)  # a stop lands asynchronously: the worker could still let go
                 if client.exists(lock):
                     return True
                 os.killpg(victim.pid, signal.SIGCONT)  # it let go just then: try again

@@ -24,7 +24,7 @@ async def test_a_task_taken_by_a_dead_worker_is_sent_again(fresh_redis_url):
     sync.flushdb()
     store = AsyncResponseStore(client, Keys("losttest"), ttl_s=60)
     celery = create_celery(settings)
-    jobs = JobClient(store, celery, settings, client, broker=client)
+    jobs = JobClient(store, celery, settings, client)
     sync.set("losttest:worker:decode:w1", "{}")  # a decoder is running (the one about to lose the task)
     unavailable = ResponseFinal(status="failed", error_code="decoder_unavailable")
     payload = {"v": 1, "response_id": "resp_lost"}

@@ -50,7 +50,7 @@ async def test_worker_adds_items_idempotently_and_fills_transcripts(fresh_redis_
     await store.add_item("w", _item("a"), None)
     spoken = MessageItem(id="sp", role="user", content=[InputAudio(type="input_audio")])
     assert writer.add_item("w", spoken) == "a"
-    assert writer.add_item("w", spoken) is None  # redelivered: no second copy
+    assert writer.add_item("w", spoken) == "a"  # redelivered: no second copy, the same place
     assert await store.item_ids("w") == ["a", "sp"]
     assert (await store.get_item("w", "sp")).pending_media()
     assert writer.set_transcript("w", "sp", "hello there")
@@ -58,4 +58,10 @@ async def test_worker_adds_items_idempotently_and_fills_transcripts(fresh_redis_
     assert not item.pending_media() and item.text() == "hello there"
     assert not writer.set_transcript("w", "a", "x")  # not an audio part
     assert not writer.set_transcript("w", "gone", "x")
+    # The gateway gives media up only where no result arrived meanwhile.
+    assert not await store.fill_in_transcript("w", "sp", "")
+    late = MessageItem(id="late", role="user", content=[InputAudio(type="input_audio")])
+    writer.add_item("w", late)
+    assert await store.fill_in_transcript("w", "late", "")
+    assert not (await store.get_item("w", "late")).pending_media()
     await client.aclose()

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import redis
 
-from shared import media_tasks, streams
+from shared import media_tasks, recovery, streams
 from shared.config import Settings
 from shared.messages import (
     AudioCommitted,
@@ -47,17 +47,17 @@ from workers.audio.stream import Ended, StreamProcessor, StreamState, TurnConfig
 from workers.audio.vad import SileroVad
 from workers.audio.whisper import SAMPLE_RATE, WhisperASR
 from workers.base import ModelService
-from workers.presence import Presence, lock_holder_alive
+from workers.presence import Presence
 
 log = logging.getLogger(__name__)
 
-# Bounds a live but hung holder; a dead one is noticed sooner, by its presence (`_take_lock`).
+# Bounds a live but hung holder; a dead one is noticed sooner, by its presence (shared/recovery.py).
 _LOCK_MS = 30_000
 _MAX_ENTRIES = 256
 
 # KEYS: state, utterance audio, session events, input log.
 # ARGV: version read, new state, 'append'|'set', audio bytes, trim-below id ('' = none), ttl, events...
-_SAVE_STATE = """
+_SAVE_STATE = f"""
 local cur = redis.call('GET', KEYS[1])
 local version = 0
 if cur then version = cjson.decode(cur)['version'] end
@@ -65,15 +65,9 @@ if version ~= tonumber(ARGV[1]) then return 0 end
 redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[6])
 if ARGV[3] == 'append' then redis.call('APPEND', KEYS[2], ARGV[4]) else redis.call('SET', KEYS[2], ARGV[4]) end
 redis.call('EXPIRE', KEYS[2], ARGV[6])
-for i = 7, #ARGV do redis.call('XADD', KEYS[3], 'MAXLEN', '~', 2000, '*', 'm', ARGV[i]) end
+for i = 7, #ARGV do redis.call('XADD', KEYS[3], 'MAXLEN', '~', {streams.MAXLEN}, '*', '{streams.FIELD}', ARGV[i]) end
 redis.call('EXPIRE', KEYS[3], ARGV[6])
 if ARGV[5] ~= '' then redis.call('XTRIM', KEYS[4], 'MINID', ARGV[5]) end
-return 1
-"""
-_RELEASE = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
-_SWAP = """
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
 return 1
 """
 
@@ -97,8 +91,7 @@ class AudioService(ModelService[_Models]):
         self._jobs = ResponseStore(
             client, self._keys, lease_ms=int(settings.lease_ttl_s * 1000), ttl_s=settings.session_ttl_s
         )
-        self._release = client.register_script(_RELEASE)
-        self._swap = client.register_script(_SWAP)
+        self._locks = recovery.Lock(client, _LOCK_MS)
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -122,7 +115,10 @@ class AudioService(ModelService[_Models]):
         lock = self._keys.audio_lock(sid)
         while True:
             token = self._presence.lock_token()
-            if not self._take_lock(lock, token):
+            taken = self._locks.take(lock, token)
+            if taken == "taken_over":
+                log.warning("session %s: the audio worker holding it is gone; taking over", sid)
+            if taken == "held":
                 # Another live worker is at it and looks at the log again after releasing the lock.
                 self._r.delete(self._keys.audio_pending(sid))
                 if self._r.exists(lock):
@@ -136,21 +132,9 @@ class AudioService(ModelService[_Models]):
                     if not more:
                         break
             finally:
-                self._release(keys=[lock], args=[token])
+                self._locks.release(lock, token)
             if self._caught_up(sid):
                 return
-
-    def _take_lock(self, lock: str, token: str) -> bool:
-        """Take the session's lock, or take it over from a worker that died holding it."""
-        if self._r.set(lock, token, nx=True, px=_LOCK_MS):
-            return True
-        held: Any = self._r.get(lock)
-        if held is None:
-            return bool(self._r.set(lock, token, nx=True, px=_LOCK_MS))
-        if lock_holder_alive(self._r, held):
-            return False
-        log.warning("session %s: the audio worker holding it is gone; taking over", lock)
-        return bool(self._swap(keys=[lock], args=[_text(held), token, _LOCK_MS]))
 
     def _caught_up(self, sid: str) -> bool:
         last: Any = self._r.xrevrange(self._keys.audio_log(sid), count=1)
@@ -185,11 +169,10 @@ class AudioService(ModelService[_Models]):
         )
         result = models.processor.run(state, audio, entries, config)
 
-        for ended in result.ended:
-            self._hand_over(sid, ended, models)
+        previous = {ended.item_id: self._hand_over(sid, ended, models) for ended in result.ended}
         for event in result.events:
             if isinstance(event, AudioCommitted) and event.by_vad:
-                event.previous_item_id = self._previous_item(sid, event.item_id)
+                event.previous_item_id = previous.get(event.item_id)  # where this worker put the turn
 
         result.state.version = read_version + 1
         pcm = to_pcm16(result.audio)
@@ -319,17 +302,16 @@ class AudioService(ModelService[_Models]):
             return to_float(data)
         return decode_file(data, max_seconds=self._settings.max_audio_file_s)
 
-    def _previous_item(self, sid: str, item_id: str) -> str | None:
-        order: Any = self._r.lrange(self._keys.session_order(sid), 0, -1)
-        ids = [_text(i) for i in order]
-        return ids[ids.index(item_id) - 1] if item_id in ids and ids.index(item_id) > 0 else None
+    def _hand_over(self, sid: str, ended: Ended, models: _Models) -> str | None:
+        """Idempotent side effects of an utterance that ended: item, transcript, audio, encoder states.
 
-    def _hand_over(self, sid: str, ended: Ended, models: _Models) -> None:
-        """Idempotent side effects of an utterance that ended: item, transcript, audio, encoder states."""
+        Returns the id of the item before the one this worker added (None when the client added it).
+        """
         k, ttl = self._keys, self._settings.session_ttl_s
+        previous = None
         if not ended.item_added:
             item = MessageItem(id=ended.item_id, role="user", content=[InputAudio(type="input_audio")])
-            self._writer.add_item(sid, item)
+            previous = self._writer.add_item(sid, item)
         self._r.set(k.item_audio(sid, ended.item_id), to_pcm16(ended.audio), ex=ttl)
         # Encoder states before the transcript: a decoder that sees the transcript may project them.
         if self._settings.store_encoder_states and len(ended.audio) >= SAMPLE_RATE // 10:
@@ -341,6 +323,8 @@ class AudioService(ModelService[_Models]):
             self._r.hset(key, mapping={"header": header.model_dump_json(), "data": states.tobytes()})
             self._r.expire(key, ttl)
         self._writer.set_transcript(sid, ended.item_id, ended.transcript)
+        self._r.hdel(k.media_tasks(sid), media_tasks.field(ended.item_id, "audio"))  # a committed turn's note
+        return previous
 
 
 def _entry(entry_id: Any, fields: Any) -> tuple[str, AudioLogEntry, bytes]:

@@ -19,26 +19,22 @@ import redis
 
 from shared import streams
 from shared.config import Settings
+from shared.errors import ErrorCode
 from shared.messages import (
     GenerateRequest,
-    ImageFailed,
-    InputAudio,
-    InputImage,
     MessageItem,
     ResponseFinal,
     TokenDelta,
     TokenUsage,
-    TranscriptFailed,
 )
 from shared.metrics import DECODER_ACTIVE, DECODER_FIRST_TOKEN, DECODER_TOKENS, DECODER_TOKENS_PER_S
 from shared.models import ResolvedModel, resolve_model
 from shared.response_state import ResponseStore
-from shared.sessions import SessionWriter, load_items
+from shared.sessions import load_items
 from workers.base import ModelService
 from workers.decoder.engine import Done, Engine, Job, Token
 from workers.decoder.llama import ContextConfig, LlamaModel
 from workers.decoder.prompt import ChatTemplate, SoftInputs, build_prompt
-from workers.decoder.redelivery import MediaRedelivery
 from workers.decoder.selftest import check_in_child
 from workers.fusion.inputs import Projectors, load_projectors, soft_inputs
 from workers.presence import Presence
@@ -48,7 +44,8 @@ log = logging.getLogger(__name__)
 _POLL_S = 0.05
 _CANCEL_CHECK_S = 0.1
 _RENEW_S = 1.0
-_REDELIVERY_CHECK_S = 2.0
+# The gateway gives media up after `transcript_wait_s`; this worker waits a little longer.
+_MEDIA_WAIT_MARGIN_S = 5.0
 # Room kept for the reply when the conversation is trimmed to fit the context.
 _MIN_REPLY_TOKENS = 256
 
@@ -71,10 +68,6 @@ class DecoderService(ModelService[_Loaded]):
             client, self._keys, lease_ms=int(settings.lease_ttl_s * 1000), ttl_s=settings.session_ttl_s
         )
         self._stopping = threading.Event()
-        self._redelivery = MediaRedelivery(settings, client, self._keys)
-        self._writer = SessionWriter(
-            client, self._keys, ttl_s=settings.session_ttl_s, max_items=settings.max_conversation_items
-        )
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -149,7 +142,7 @@ class DecoderService(ModelService[_Loaded]):
         if reason := self._store.cancel_reason(rid):
             return ResponseFinal(status="cancelled", reason=reason)
         loaded = self._load()
-        items = self._wait_for_transcripts(request, owner)
+        items = self._wait_for_media(request, owner)
         if items is None:
             return None  # lost the lease while waiting
         if (refusal := self._refusal(request, items)) is not None:
@@ -205,57 +198,30 @@ class DecoderService(ModelService[_Loaded]):
             )
         return None
 
-    def _wait_for_transcripts(self, request: GenerateRequest, owner: str) -> list[MessageItem] | None:
-        """Speech reaches the prompt as its transcript: wait until audio workers have written them.
+    def _wait_for_media(self, request: GenerateRequest, owner: str) -> list[MessageItem] | None:
+        """Speech and pictures reach the prompt as text: wait until the media workers wrote it.
 
-        Keeps the lease alive meanwhile and sends again media tasks a dead worker took; gives up
-        after `transcript_wait_s` (the client is told, and the media count as empty) or when the
-        response is cancelled.
+        Sleeps on the session's event stream, where every transcript, description and media failure
+        is announced, and keeps the lease alive meanwhile. The gateway following the response sends
+        lost media tasks again and gives media up after `transcript_wait_s` (shared/media_tasks.py);
+        this wait ends a little later in any case (no gateway is following), or when the response is
+        cancelled; media still missing then count as empty.
         """
         rid, sid = request.response_id, request.session_id
-        started = time.monotonic()
-        deadline = started + self._settings.transcript_wait_s
-        next_renew = started + _RENEW_S
-        next_redelivery = started + self._redelivery.grace_s
+        events = self._keys.session_events(sid)
+        # A batch line's media are never given up by the gateway: it fails here, and is tried again.
+        margin = 0.0 if request.require_media else _MEDIA_WAIT_MARGIN_S
+        deadline = time.monotonic() + self._settings.transcript_wait_s + margin
+        last = streams.last_id(self._r, events)
         while True:
             items = load_items(self._r, self._keys, sid, request.item_ids)
             if not any(item.pending_media() for item in items):
                 return items
-            now = time.monotonic()
-            if now > deadline:
-                if not request.require_media:  # a batch line fails instead, and is tried again
-                    self._give_up_on_media(sid, items)
+            if time.monotonic() > deadline or self._store.cancel_reason(rid) or self._stopping.is_set():
                 return items
-            if self._store.cancel_reason(rid) or self._stopping.is_set():
-                return items
-            if now >= next_renew:
-                if not self._store.renew(rid, owner):
-                    return None
-                next_renew = now + _RENEW_S
-            if now >= next_redelivery:
-                self._redelivery.check(sid, items, now - started)
-                next_redelivery = now + _REDELIVERY_CHECK_S
-            time.sleep(_POLL_S)
-
-    def _give_up_on_media(self, sid: str, items: list[MessageItem]) -> None:
-        """Answer without media that no worker described in time, and say so to the client."""
-        wait = self._settings.transcript_wait_s
-        for item in items:
-            assert item.id is not None
-            for index, part in enumerate(item.content):
-                event: ImageFailed | TranscriptFailed
-                if isinstance(part, InputImage) and part.description is None:
-                    self._writer.set_description(sid, item.id, index, "")
-                    message = f"The picture was not described within {wait:.0f} s (no image worker finished it)"
-                    event = ImageFailed(item_id=item.id, content_index=index, code="media_unavailable", message=message)
-                elif isinstance(part, InputAudio) and part.transcript is None:
-                    self._writer.set_transcript(sid, item.id, "", index)
-                    message = f"The speech was not transcribed within {wait:.0f} s (no audio worker finished it)."
-                    event = TranscriptFailed(item_id=item.id, code="media_unavailable", message=message)
-                else:
-                    continue
-                log.warning("session %s: %s", sid, message)
-                streams.publish(self._r, self._keys.session_events(sid), event, ttl_s=self._settings.session_ttl_s)
+            if not self._store.renew(rid, owner):
+                return None
+            last = streams.wait(self._r, events, last, block_ms=int(_RENEW_S * 1000))
 
     def _relay(self, rid: str, owner: str, job: Job) -> ResponseFinal | None:
         """Forward the job's tokens to Redis until it is done; None when the response was let go."""
@@ -330,7 +296,7 @@ def _final(done: Done) -> ResponseFinal:
         input_tokens=done.prompt_tokens, output_tokens=done.output_tokens, cached_tokens=done.cached_tokens
     )
     if done.status == "failed":
-        code = "timeout" if done.reason == "time_limit" else "server_error"
+        code: ErrorCode = "timeout" if done.reason == "time_limit" else "server_error"
         return ResponseFinal(
             status="failed",
             reason=done.reason,
