@@ -95,7 +95,6 @@ class SessionStore:
 
     async def add_item(self, session_id: str, item: MessageItem, previous_item_id: str | None) -> str | None:
         """Insert an item (after `previous_item_id`, or at the end) and return the id before it."""
-        assert item.id is not None
         items, order = self._keys.session_items(session_id), self._keys.session_order(session_id)
         status, *prev = await self._add(
             keys=[items, order],
@@ -118,7 +117,6 @@ class SessionStore:
 
     async def replace_item(self, session_id: str, item: MessageItem) -> None:
         """Rewrite an item in place; one that has meanwhile been deleted stays deleted."""
-        assert item.id is not None
         key = self._keys.session_items(session_id)
         await self._r.eval(
             "if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) end",
@@ -163,7 +161,6 @@ class SessionStore:
         keys = k.session_scratch(session_id)
         for raw in await self._r.hvals(k.session_items(session_id)):
             item = MessageItem.model_validate_json(raw)
-            assert item.id is not None
             images = [i for i, part in enumerate(item.content) if isinstance(part, InputImage)]
             audio = any(isinstance(part, InputAudio) for part in item.content)
             keys += k.item_media(session_id, item.id, audio, images)
@@ -184,7 +181,6 @@ class SessionWriter:
     def add_item(self, session_id: str, item: MessageItem) -> str | None:
         """Append an item and return the id of the one before it; adding the same item id again (a
         redelivered task) changes nothing and returns the same."""
-        assert item.id is not None
         keys = [self._keys.session_items(session_id), self._keys.session_order(session_id)]
         _, prev = self._add(keys=keys, args=[item.id, item.model_dump_json(), "", self._max_items, self._ttl_s])
         return text(prev) or None

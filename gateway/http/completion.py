@@ -144,7 +144,6 @@ async def _store_messages(
                 media.append((index, _audio_bytes(part, services, n), "audio"))
         if not item.content:
             raise InvalidRequest("A message needs some content.", param=f"messages[{n}].content")
-        assert item.id is not None
         await services.sessions.add_item(session_id, item, None)
         item_ids.append(item.id)
         for index, data, kind in media:

@@ -122,7 +122,6 @@ class ClientEvents:
             await self._spend("frames", len(checked.pictures))
         pictures = [(index, await image_bytes(url, self._settings)) for index, url in checked.pictures]
         item = checked.item
-        assert item.id is not None
         previous = await self._services.sessions.add_item(sid, item, event.previous_item_id)
         await announce_item(self._socket, item, previous, done=not item.pending_media())
         # Transcripts and descriptions follow (relayed from the workers); then conversation.item.done.
@@ -151,7 +150,6 @@ class ClientEvents:
         audio = self._state.audio
         audio.check_commit()
         item = MessageItem(id=audio.item_id, role="user", content=[InputAudio(type="input_audio")])
-        assert item.id is not None
         previous = await self._services.sessions.add_item(self._state.session_id, item, None)
         await audio.commit()
         await self._socket.send(InputAudioBufferCommitted(previous_item_id=previous, item_id=item.id))

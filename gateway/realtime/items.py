@@ -19,7 +19,6 @@ from shared.messages import (
     InputText,
     MessageItem,
     OutputText,
-    new_id,
 )
 from shared.pcm import TARGET_RATE, InputConverter
 
@@ -69,7 +68,7 @@ def checked_item(item: MessageItem, settings: Settings, fmt: AudioFormat) -> Che
             content.append(OutputText(type="output_text", text=part.text) if isinstance(part, OutputText) else part)
     if len(pictures) > _MAX_PICTURES:
         raise InvalidRequest(f"A message holds at most {_MAX_PICTURES} pictures.", param="item.content")
-    stored = item.model_copy(update={"id": item.id or new_id("item"), "status": "completed", "content": content})
+    stored = item.model_copy(update={"status": "completed", "content": content})
     return CheckedItem(stored, speech, pictures)
 
 

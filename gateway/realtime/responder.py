@@ -67,7 +67,6 @@ async def stream_response(
     """Run a response whose `response.created` is sent; send every later event, return the final state."""
     rid, sid = response.id, request.session_id
     item = MessageItem(id=new_id("item"), role="assistant", status="in_progress")
-    assert item.id is not None
     previous = await sessions.add_item(sid, item, None) if in_conversation else None
     await send(ResponseOutputItemAdded(response_id=rid, output_index=0, item=item))
     if in_conversation:

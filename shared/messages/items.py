@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
-from shared.messages.base import ClientModel
+from shared.messages.base import ClientModel, new_id
 
 ItemStatus = Literal["completed", "incomplete", "in_progress"]
 
@@ -45,17 +45,22 @@ ContentPart = Annotated[InputText | OutputText | InputAudio | InputImage, Field(
 
 
 class MessageItem(ClientModel):
-    """A conversation message. Clients may omit id, object and status; the gateway fills them in.
+    """A conversation message. Clients may omit id (a new one is made), object and status.
 
     Content may be empty only while the server is still writing an assistant reply.
     """
 
-    id: str | None = Field(None, max_length=64)
+    id: str = Field(default_factory=lambda: new_id("item"), min_length=1, max_length=64)
     type: Literal["message"] = "message"
     object: Literal["realtime.item"] = "realtime.item"
     status: ItemStatus = "completed"
     role: Literal["user", "assistant", "system"]
     content: list[ContentPart] = Field(default_factory=list, max_length=64)
+
+    @field_validator("id", mode="before")
+    @classmethod
+    def _id_or_new(cls, value: Any) -> Any:
+        return new_id("item") if value is None else value  # an explicit null, as an omitted id
 
     def text(self) -> str:
         """The message as text: typed text, transcripts of its speech, descriptions of its pictures."""

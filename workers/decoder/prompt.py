@@ -81,7 +81,7 @@ def to_messages(
     for item in items:
         text = []
         for index, part in enumerate(item.content):
-            block = (soft or {}).get((item.id or "", index))
+            block = (soft or {}).get((item.id, index))
             if isinstance(part, InputImage) and mode != "text" and block is not None and blocks is not None:
                 said = _mark(block, blocks) if mode == "embed" else _with_tags(part.description or "", block, blocks)
                 text.append(f"[Picture: {said}]\n")

@@ -111,7 +111,7 @@ def soft_inputs(
     """Soft tokens for every picture and utterance in `items` that has stored embeddings."""
     wanted: list[tuple[str, int, bool, str]] = []  # item id, content index, a picture?, Redis key
     for item in items:
-        item_id = item.id or ""
+        item_id = item.id
         for index, part in enumerate(item.content):
             if isinstance(part, InputImage) and projectors.image is not None:
                 wanted.append((item_id, index, True, keys.item_image_embedding(session_id, item_id, index)))
