@@ -75,6 +75,7 @@ async def create_transcription(
         encoding="file",
         language=form.language,
         prompt=form.prompt,
+        temperature=form.temperature,
         word_timestamps=form.response_format == "verbose_json" and "word" in form.timestamp_granularities,
     )
     if form.stream:

@@ -47,6 +47,7 @@ class TranscribeRequest(StrictModel):
     item_id: str | None = None
     language: str | None = None
     prompt: str | None = None
+    temperature: float = Field(0.0, ge=0.0, le=1.0)  # 0: greedy, with the fallback OpenAI documents
     word_timestamps: bool = False
 
 

@@ -242,7 +242,11 @@ class AudioService(ModelService[_Models]):
         asr = self._load().asr
         texts: list[str] = []
         for seg in asr.transcribe_clip(
-            audio, language=request.language, prompt=request.prompt, word_timestamps=request.word_timestamps
+            audio,
+            language=request.language,
+            prompt=request.prompt,
+            word_timestamps=request.word_timestamps,
+            temperature=request.temperature,
         ):
             texts.append(seg.text)
             if seg.id < done:
@@ -280,7 +284,7 @@ class AudioService(ModelService[_Models]):
         text = "".join(
             s.text
             for s in models.asr.transcribe_clip(
-                audio, language=request.language, prompt=request.prompt, word_timestamps=False
+                audio, language=request.language, prompt=request.prompt, word_timestamps=False, temperature=0.0
             )
         )
         ended = Ended(item_id, audio, text.strip(), by_vad=False, item_added=True)

@@ -12,10 +12,12 @@ padded 30 s window.
 
 from __future__ import annotations
 
+import threading
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import ctranslate2
 import numpy as np
@@ -32,6 +34,11 @@ _TOKENS_PER_S = 7
 _LOOP_COMPRESSION = 2.4
 _PROMPT_TOKENS = 120
 _TAIL_SILENCE_S = 2.0
+# Whole clips: faster-whisper's (and OpenAI's) temperature fallback, with sampling seeded.
+_FALLBACK = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+_SEED = 0
+_LOG_PROB = -1.0
+_NO_SPEECH = 0.6
 Floats = npt.NDArray[np.float32]
 
 
@@ -66,13 +73,19 @@ class WindowResult:
 
 class WhisperASR:
     def __init__(self, model_dir: Path, *, threads: int, compute_type: str = "int8", language: str = "en") -> None:
-        self._model = WhisperModel(
-            str(model_dir), device="cpu", compute_type=compute_type, cpu_threads=threads, num_workers=1
-        )
+        self._load_args: dict[str, Any] = {
+            "model_size_or_path": str(model_dir),
+            "device": "cpu",
+            "compute_type": compute_type,
+            "cpu_threads": threads,
+            "num_workers": 1,
+        }
+        self._model = WhisperModel(**self._load_args)
         multilingual = self._model.model.is_multilingual
         self.language = language if multilingual else "en"
         self._tokenizer = Tokenizer(self._model.hf_tokenizer, multilingual, task="transcribe", language=self.language)
         self.width = int(self._model.model.n_mels)  # for logs only
+        self._seeded = threading.Lock()
         self.name = model_dir.name
 
     # --- features and encoder -------------------------------------------------------------------
@@ -96,29 +109,35 @@ class WhisperASR:
     # --- whole clips ----------------------------------------------------------------------------
 
     def transcribe_clip(
-        self, audio: Floats, *, language: str | None, prompt: str | None, word_timestamps: bool
+        self, audio: Floats, *, language: str | None, prompt: str | None, word_timestamps: bool, temperature: float
     ) -> Iterator[ClipSegment]:
-        """Offline quality for a whole clip: faster-whisper's own 30 s windows and beam search."""
-        segments, _ = self._model.transcribe(
-            audio,
-            language=language if self._model.model.is_multilingual and language else self.language,
-            initial_prompt=prompt or None,
-            word_timestamps=word_timestamps,
-            beam_size=5,
-            vad_filter=False,
-        )
-        for s in segments:
-            words = [(w.word, float(w.start), float(w.end)) for w in s.words] if s.words else None
-            yield ClipSegment(
-                s.id - 1,
-                float(s.start),
-                float(s.end),
-                s.text,
-                float(s.avg_logprob),
-                float(s.compression_ratio),
-                float(s.no_speech_prob),
-                words,
-            )
+        """Offline quality for a whole clip: faster-whisper's own 30 s windows and beam search.
+
+        Temperature 0 decodes greedily (beam search) and falls back to sampling at higher temperatures
+        where a window's text looks wrong (too repetitive, too unlikely), as OpenAI's API documents. The
+        same clip and parameters give the same text every time: sampling runs on a model loaded for the
+        clip, whose decoding thread draws from a generator seeded afresh (CTranslate2 seeds each thread's
+        generator once, at its first draw, so reseeding a long-lived model changes nothing).
+        """
+        kwargs: dict[str, Any] = {
+            "language": language if self._model.model.is_multilingual and language else self.language,
+            "initial_prompt": prompt or None,
+            "word_timestamps": word_timestamps,
+            "beam_size": 5,
+            "vad_filter": False,
+        }
+        if temperature == 0:
+            greedy = list(self._model.transcribe(audio, temperature=(0.0,), **kwargs)[0])
+            if not any(_needs_fallback(s) for s in greedy):
+                yield from (_clip_segment(s) for s in greedy)
+                return
+        with self._seeded:  # one seed for one sampling model at a time
+            ctranslate2.set_random_seed(_SEED)
+            sampler = WhisperModel(**self._load_args)
+            temperatures = _FALLBACK if temperature == 0 else (temperature,)
+            sampled = list(sampler.transcribe(audio, temperature=temperatures, **kwargs)[0])
+            del sampler
+        yield from (_clip_segment(s) for s in sampled)
 
     # --- decoding -------------------------------------------------------------------------------
 
@@ -153,6 +172,26 @@ class WhisperASR:
         )[0]
         segments = _without_restart(_segments(out.sequences_ids[0], tok, seconds))
         return WindowResult(segments, float(out.no_speech_prob))
+
+
+def _needs_fallback(s: Any) -> bool:
+    """faster-whisper's (and OpenAI's) tests for a window decoded badly, silence excepted."""
+    silent = s.no_speech_prob > _NO_SPEECH and s.avg_logprob < _LOG_PROB
+    return not silent and (s.compression_ratio > _LOOP_COMPRESSION or s.avg_logprob < _LOG_PROB)
+
+
+def _clip_segment(s: Any) -> ClipSegment:
+    words = [(w.word, float(w.start), float(w.end)) for w in s.words] if s.words else None
+    return ClipSegment(
+        s.id - 1,
+        float(s.start),
+        float(s.end),
+        s.text,
+        float(s.avg_logprob),
+        float(s.compression_ratio),
+        float(s.no_speech_prob),
+        words,
+    )
 
 
 def _segments(tokens: list[int], tok: Tokenizer, seconds: float) -> list[Segment]:
