@@ -29,14 +29,12 @@ from shared.messages import (
     ImageDescribed,
     ImageDropped,
     ImageFailed,
-    InputAudio,
     InputAudioBufferCommitted,
     InputAudioBufferSpeechStarted,
     InputAudioBufferSpeechStopped,
     InputAudioTranscriptionCompleted,
     InputAudioTranscriptionDelta,
     InputAudioTranscriptionFailed,
-    MessageItem,
     SpeechStarted,
     SpeechStopped,
     TranscriptDelta,
@@ -118,11 +116,13 @@ class WorkerEventRelay:
         if not event.by_vad:
             return  # the gateway announced the client's own commit already
         self._state.audio.committed_by_vad()
-        item = MessageItem(id=event.item_id, role="user", content=[InputAudio(type="input_audio")])
         await self._socket.send(
             InputAudioBufferCommitted(previous_item_id=event.previous_item_id, item_id=event.item_id)
         )
-        await announce_item(self._socket, item, event.previous_item_id, done=False)
+        # The audio worker wrote the turn's item: announce it as stored (the transcript may be in already).
+        with contextlib.suppress(InvalidRequest):  # deleted meanwhile: nothing to announce
+            item = await self._services.sessions.get_item(self._state.session_id, event.item_id)
+            await announce_item(self._socket, item, event.previous_item_id, done=False)
         vad = self._state.session.audio.input.turn_detection
         if vad is not None and vad.create_response:
             await self._runner.create_automatic()

@@ -537,6 +537,8 @@ async def test_relay_barge_in_cancels_and_the_vad_turn_answers_next(parts: Parts
     assert events[-1]["response"]["status_details"]["reason"] == "turn_detected"
     assert parts.decoder.cancels == [(first, "turn_detected")] and parts.state.audio.speaking
     committed = AudioCommitted(item_id="item_u", previous_item_id=None, by_vad=True)
+    turn = MessageItem(id="item_u", role="user", content=[InputAudio(type="input_audio")])
+    SessionWriter(relaying, KEYS, ttl_s=60, max_items=10).add_item(parts.sid, turn)  # as the audio worker does
     _publish(relaying, parts, SpeechStopped(item_id="item_u", audio_end_ms=900), committed)
     events = await parts.client.until("response.created")
     assert [e["type"] for e in events] == [
