@@ -35,7 +35,7 @@ from shared.config import Settings
 from training.frozen import language_model, seeded, tokenizer
 from training.synthetic import COLOURS, COUNTS, POSITIONS, SHAPES, SIZES, Scene, dataset
 from workers.decoder.token_table import TokenTable
-from workers.fusion.bundled import BUNDLED_IMAGE_PROJECTOR
+from workers.fusion.bundled import projector_path
 from workers.fusion.projector import Projector, ProjectorMeta, save_projector
 from workers.image.bundled import BUNDLED_WEIGHTS
 from workers.image.clip import ClipModel
@@ -97,11 +97,12 @@ class TorchProjector(nn.Module):
 
 
 def train_image_projector(
-    config: ProjectorTrainConfig, settings: Settings, out: Path = BUNDLED_IMAGE_PROJECTOR, log: bool = True
+    config: ProjectorTrainConfig, settings: Settings, out: Path | None = None, log: bool = True
 ) -> ProjectorReport:
     device = seeded(config.seed, config.threads)
     started = time.monotonic()
     llm, table = language_model(settings)
+    out = out or projector_path("image", llm.sha256)  # the bundled one for this language model
     word_ids, pieces = _word_tokens(llm.path)
     clip_pretrained = str(BUNDLED_WEIGHTS) if settings.clip_pretrained == "bundled" else settings.clip_pretrained
     clip = ClipModel(settings.clip_model, clip_pretrained, DEFAULT_GROUPS)

@@ -31,7 +31,7 @@ from training.speech import speak
 from training.synthetic import COLOURS, COUNTS, POSITIONS, SHAPES
 from workers.audio.whisper import WhisperASR
 from workers.decoder.llama import LlamaModel
-from workers.fusion.bundled import BUNDLED_AUDIO_PROJECTOR
+from workers.fusion.bundled import projector_path
 from workers.fusion.projector import ProjectorMeta, save_projector
 from workers.fusion.speech import SpeechProjector
 
@@ -126,12 +126,13 @@ class TorchSpeechProjector(nn.Module):
 
 
 def train_speech_projector(
-    config: SpeechTrainConfig, settings: Settings, out: Path = BUNDLED_AUDIO_PROJECTOR, log: bool = True
+    config: SpeechTrainConfig, settings: Settings, out: Path | None = None, log: bool = True
 ) -> SpeechReport:
     rng = random.Random(config.seed)
     device = seeded(config.seed, config.threads)
     started = time.monotonic()
     llm, table = language_model(settings)
+    out = out or projector_path("audio", llm.sha256)  # the bundled one for this language model
     asr_model = resolve_model(
         settings.asr_model,
         settings.models_dir,

@@ -103,3 +103,18 @@ def test_speech_projector_matches_its_torch_twin_and_collapses_runs(tmp_path):
     # Each soft token has the length of the vocabulary row it is nearest to.
     lengths = np.linalg.norm(weights["vocab_rows"][1:], axis=1)
     assert all(np.isclose(np.linalg.norm(v), lengths, rtol=1e-2).any() for v in soft)
+
+
+@pytest.mark.parametrize("llm", ["qwen2.5-coder-0.5b-instruct-q4_k_m", "qwen2.5-coder-1.5b-instruct-q4_k_m"])
+@pytest.mark.parametrize("modality", ["image", "audio"])
+def test_each_bundled_language_model_has_both_projectors(llm: str, modality: str):
+    from shared.models import BUNDLED, sha256_file
+    from workers.fusion.bundled import bundled_projector
+    from workers.fusion.projector import read_projector
+
+    llm_sha256 = next(iter(BUNDLED[llm].files.values())).sha256
+    shipped = bundled_projector(modality, llm_sha256)  # type: ignore[arg-type]
+    assert shipped is not None and shipped.path.is_file(), f"no bundled {modality} projector for {llm}"
+    assert sha256_file(shipped.path) == shipped.sha256
+    meta = read_projector(shipped.path)[0]
+    assert (meta.modality, meta.llm_sha256) == (modality, llm_sha256)

@@ -22,12 +22,7 @@ from shared.errors import ModelError
 from shared.keys import Keys
 from shared.messages import EncoderStates, ImageEmbedding, InputAudio, InputImage, MessageItem
 from workers.decoder.prompt import SoftBlock
-from workers.fusion.bundled import (
-    BUNDLED_AUDIO_PROJECTOR,
-    BUNDLED_AUDIO_PROJECTOR_SHA256,
-    BUNDLED_IMAGE_PROJECTOR,
-    BUNDLED_IMAGE_PROJECTOR_SHA256,
-)
+from workers.fusion.bundled import BundledProjector, bundled_projector
 from workers.fusion.projector import Modality, Projector, ProjectorMeta, ProjectorMismatch
 from workers.fusion.speech import SpeechProjector
 
@@ -45,15 +40,15 @@ class Projectors:
 def load_projectors(settings: Settings, *, llm_sha256: str, llm_dim: int) -> Projectors:
     """The configured projectors, each checked against the loaded language model.
 
-    A projector named by path that does not fit is an error the operator must fix. A bundled one
-    only fits the default models: with another language model it is set aside with a warning and
-    that modality reaches the model as text.
+    A projector named by path that does not fit is an error the operator must fix. The bundled ones
+    fit the bundled language models: with another one (or another encoder) that modality reaches the
+    model as text, and the log says so.
     """
     image = _load(
         "image",
         settings.image_projector,
         settings.image_projector_sha256,
-        (BUNDLED_IMAGE_PROJECTOR, BUNDLED_IMAGE_PROJECTOR_SHA256),
+        bundled_projector("image", llm_sha256),
         Projector.load,
         llm_sha256=llm_sha256,
         llm_dim=llm_dim,
@@ -62,7 +57,7 @@ def load_projectors(settings: Settings, *, llm_sha256: str, llm_dim: int) -> Pro
         "audio",
         settings.audio_projector,
         settings.audio_projector_sha256,
-        (BUNDLED_AUDIO_PROJECTOR, BUNDLED_AUDIO_PROJECTOR_SHA256),
+        bundled_projector("audio", llm_sha256),
         SpeechProjector.load,
         llm_sha256=llm_sha256,
         llm_dim=llm_dim,
@@ -74,7 +69,7 @@ def _load(
     modality: Modality,
     spec: str,
     expected_sha256: str | None,
-    bundled: tuple[Path, str],
+    bundled: BundledProjector | None,
     loader: Callable[[Path], P],
     *,
     llm_sha256: str,
@@ -82,14 +77,17 @@ def _load(
 ) -> P | None:
     if spec == "none":
         return None
-    path = bundled[0] if spec == "bundled" else Path(spec).expanduser()
+    if spec == "bundled" and bundled is None:
+        log.warning("no bundled %s projector for this language model; it reaches the model as text", modality)
+        return None
+    path = bundled.path if spec == "bundled" and bundled is not None else Path(spec).expanduser()
     if not path.is_file():
         if spec == "bundled":
             log.warning("no bundled %s projector at %s; it reaches the model as text", modality, path)
             return None
         raise FileNotFoundError(f"{modality} projector {path} does not exist")
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    expected = bundled[1] if spec == "bundled" else expected_sha256
+    expected = bundled.sha256 if spec == "bundled" and bundled is not None else expected_sha256
     if expected is not None and digest != expected:
         raise ModelError(f"{modality} projector {path} has sha256 {digest}, expected {expected}")
     projector = loader(path)
