@@ -26,7 +26,7 @@ from gateway.http.errors import error_body
 from gateway.http.stops import StopFilter
 from gateway.image_urls import image_bytes
 from gateway.services import Services
-from shared.errors import REDIS_LOST, ErrorCode, ErrorInfo, InvalidRequest, NotFound, TooLarge, status_for
+from shared.errors import REDIS_LOST, ErrorInfo, InvalidRequest, NotFound, TooLarge, status_for
 from shared.messages import (
     GenerateRequest,
     InputAudio,
@@ -280,10 +280,7 @@ class Completion:
         code = final.error_code or "server_error"
         status = status_for(code)
         message = final.error_message or "The decoder failed."
-        error_code: ErrorCode = (
-            "decoder_unavailable" if status == 503 and code != "redis_unavailable" else "server_error"
-        )
-        return ErrorInfo("server_error", error_code, message, None, status)
+        return ErrorInfo("server_error", code, message, None, status)  # the same code the websocket reports
 
     async def whole(self) -> tuple[int, dict[str, Any]]:
         """The whole answer as (HTTP status, body): a `chat.completion` object or an error object.
