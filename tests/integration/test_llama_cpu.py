@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from shared.config import DEFAULT_DECODER_MODEL, Settings
+from shared.config import SMALL_DECODER_MODEL, Settings
 from shared.errors import ModelError
 from shared.models import resolve_model
 from tests.helpers import ROOT
@@ -27,7 +27,7 @@ from workers.decoder.selftest import check_in_child
 
 @pytest.fixture(scope="module")
 def model() -> Path:
-    return resolve_model(DEFAULT_DECODER_MODEL, Settings().models_dir).path
+    return resolve_model(SMALL_DECODER_MODEL, Settings().models_dir).path
 
 
 def _qemu() -> str:
