@@ -6,9 +6,25 @@ import argparse
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from shared.config import WORKER_KINDS, Settings
 from shared.logs import configure_logging
+
+
+def _add_eval(sub: Any) -> None:
+    ev = sub.add_parser("eval", help="answer a held-out question set through the running service")
+    ev.add_argument(
+        "--suite",
+        choices=["fusion", "qa"],
+        default="fusion",
+        help="fusion: pictures and speech per fusion mode; qa: general questions with known answers",
+    )
+    ev.add_argument("--url", help="gateway websocket URL (default: ws://HOST:PORT/v1/realtime)")
+    ev.add_argument("--seed", type=int, default=1)
+    ev.add_argument("--per-group", type=int, default=24, help="questions per group (colour, shape, ...)")
+    ev.add_argument("--no-speech", action="store_true", help="leave out the spoken questions")
+    ev.add_argument("--out", type=Path, help="results JSON (default: eval-results.json, or qa-results.json)")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -48,12 +64,7 @@ def _parser() -> argparse.ArgumentParser:
     proj.add_argument("--threads", type=int, default=2)
     proj.add_argument("--out", type=Path, help="projector path (default: the bundled one)")
 
-    ev = sub.add_parser("eval", help="answer the held-out multimodal question set through the service, per mode")
-    ev.add_argument("--url", help="gateway websocket URL (default: ws://HOST:PORT/v1/realtime)")
-    ev.add_argument("--seed", type=int, default=1)
-    ev.add_argument("--per-group", type=int, default=24, help="questions per group (colour, shape, ...)")
-    ev.add_argument("--no-speech", action="store_true", help="leave out the spoken questions")
-    ev.add_argument("--out", type=Path, default=Path("eval-results.json"))
+    _add_eval(sub)
 
     batch = sub.add_parser("batch", help="push a folder of pictures and recordings through the Batch API")
     batch_sub = batch.add_subparsers(dest="what", required=True)
@@ -141,14 +152,19 @@ def _train_projector(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _eval(settings: Settings, args: argparse.Namespace) -> int:
+    url = args.url or f"ws://{settings.host}:{settings.port}/v1/realtime"
+    if args.suite == "qa":
+        from cli.qa_eval import evaluate_qa
+
+        out = args.out or Path("qa-results.json")
+        return evaluate_qa(url, out=out, speech=not args.no_speech, headers=settings.auth_headers())
     from cli.evaluate import evaluate
 
-    url = args.url or f"ws://{settings.host}:{settings.port}/v1/realtime"
     return evaluate(
         url,
         seed=args.seed,
         per_group=args.per_group,
-        out=args.out,
+        out=args.out or Path("eval-results.json"),
         speech=not args.no_speech,
         headers=settings.auth_headers(),
     )

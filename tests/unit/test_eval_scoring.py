@@ -19,3 +19,17 @@ def test_accuracy_macro_recall_and_f1():
     assert s.n == 4 and s.accuracy == 0.5
     # recall: red 1/2, blue 1, green 0 -> 0.5; F1: red 2/3, blue 2/3, green 0 -> 0.4444
     assert s.macro_recall == 0.5 and s.macro_f1 == 0.4444
+
+
+def test_the_qa_set_is_large_enough_and_scored_by_whole_words():
+    from cli.qa_eval import is_right
+    from cli.qa_set import qa_set
+
+    questions = qa_set()
+    assert len({q.turns for q in questions if q.fusion is None}) >= 100
+    assert len({q.id for q in questions}) == len(questions)
+    assert {q.group for q in questions} == {"facts", "arithmetic", "follow-up", "spoken", "spoken, text fusion"}
+    assert all(len(q.turns) == 2 for q in questions if q.group == "follow-up")
+    assert is_right("The capital of Egypt is Cairo.", ("Cairo",))
+    assert is_right("A spider has 8 legs.", ("8", "eight")) and not is_right("It has 18 legs.", ("8", "eight"))
+    assert not is_right("Egyptian", ("Egypt",)) and is_right("Blue whale", ("blue whale", "whale"))
