@@ -8,9 +8,9 @@ from a recogniser: espeak-ng speaks each prefix of the passage, and the end of i
 end of the prefix's last word (slightly late, by the lengthening of a final syllable, which makes
 the latency look a little better than it is). Accuracy: word error rate against the passage text,
 for the streamed final transcript and for faster-whisper `transcribe()` on the whole clip offline
-(same model), in one run.
+(same model), in one run, for each speech model.
 
-    python -m bench.audio
+    python -m bench.audio [--models bundled:whisper-tiny.en bundled:whisper-base]
 """
 
 from __future__ import annotations
@@ -39,6 +39,13 @@ PASSAGES = [
     "My favourite book is about a sailor who crosses the ocean alone. It took him three months.",
     "Turn left at the second traffic light, then keep going until you reach the old church.",
     "Our team shipped the new version last week. Customers say it is faster and easier to use.",
+    # Questions of the kind a person asks the assistant (the spoken group of `mmstream eval --suite qa`).
+    "What is the capital city of Italy?",
+    "What is the capital of France?",
+    "How many legs does a spider have?",
+    "Which planet is known as the Red Planet?",
+    "What colour do you get by mixing blue and yellow?",
+    "Which organ pumps blood through the human body?",
 ]
 CHUNK_MS = 100
 
@@ -127,12 +134,26 @@ def word_latencies(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--audio-threads", default="1")
+    parser.add_argument("--models", nargs="+", default=["bundled:whisper-tiny.en", "bundled:whisper-base"])
     args = parser.parse_args()
-    settings = Settings()
-    model = resolve_model(settings.asr_model, settings.models_dir)
     lead_s = 0.3
     clips = [silence(lead_s) + speak(p) + silence(0.5) for p in PASSAGES]
     alignments = [word_ends(p, lead_s) for p in PASSAGES]
+    rows = [_run(spec, clips, alignments, args.audio_threads) for spec in args.models]
+    print("\n| speech model | live words | latency median / p90 (s) | WER streamed | WER offline | difference |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for spec, n, median, p90, w_stream, w_offline in rows:
+        print(
+            f"| {spec} | {n} | {median:.3f} / {p90:.3f} | {w_stream:.1f} % | {w_offline:.1f} % "
+            f"| {w_stream - w_offline:+.1f} |"
+        )
+
+
+def _run(
+    spec: str, clips: list[bytes], alignments: list[list[tuple[str, float]]], audio_threads: str
+) -> tuple[str, int, float, float, float, float]:
+    settings = Settings()
+    model = resolve_model(spec, settings.models_dir)
 
     from faster_whisper import WhisperModel
 
@@ -145,7 +166,7 @@ def main() -> None:
     del offline
 
     latencies, streamed_text = [], []
-    with bench_stack({"decode": 1, "audio": 1}, audio_threads=args.audio_threads) as stack:
+    with bench_stack({"decode": 1, "audio": 1}, audio_threads=audio_threads, asr_model=spec) as stack:
         for pcm, aligned in zip(clips, alignments, strict=True):
             sent, deltas, transcript = asyncio.run(stream_passage(stack.ws, pcm))
             latencies += word_latencies(sent, deltas, aligned, commit_time=sent[-1])
@@ -155,8 +176,7 @@ def main() -> None:
     w_offline = statistics.mean(wer(p, t) for p, t in zip(PASSAGES, offline_text, strict=True)) * 100
     lat = sorted(latencies)
     print(
-        f"model {Path(model.path).name}  passages {len(PASSAGES)}  chunk {CHUNK_MS} ms  "
-        f"audio threads {args.audio_threads}"
+        f"model {Path(model.path).name}  passages {len(PASSAGES)}  chunk {CHUNK_MS} ms  audio threads {audio_threads}"
     )
     q = [lat[int(f * (len(lat) - 1))] for f in (0.1, 0.25, 0.5, 0.75, 0.9)]
     print(
@@ -169,6 +189,7 @@ def main() -> None:
     )
     for passage, s, o in zip(PASSAGES, streamed_text, offline_text, strict=True):
         print(f"  truth:    {passage}\n  streamed: {s}\n  offline:  {o}")
+    return spec, len(lat), statistics.median(lat), q[4], w_stream, w_offline
 
 
 if __name__ == "__main__":
