@@ -7,6 +7,7 @@ microphone) each get the expected reply on the page; a screenshot is saved besid
 from __future__ import annotations
 
 import io
+import re
 import shutil
 from pathlib import Path
 
@@ -59,14 +60,15 @@ async def test_typed_pictured_and_spoken_questions_are_answered(stack: Stack, tm
             # whisper-tiny.en hears the same wherever the utterance starts: espeak's "capital of France"
             # came out "capital and friends" for some starts, and a CI run answered "The cap of France is
             # 1,000,000." Streamed, the live microphone's transcript still varies ("What color is n sky on the
-            # clear day?", "What? color is the sky on a clear? day?"), so the key word is what is checked here.
-            # This test is about the page; how well speech is heard is tests/e2e/test_hearing.py's.
+            # clear day?", "What? color is the sky on a clear? day?", "What color is this guy on a clear day?"),
+            # so here the page is checked: the spoken bubble holds what was heard, an answer follows below it.
+            # What the answers say is for tests/e2e/test_hearing.py and `mmstream eval --suite qa`.
             await fresh_page("&fusion=text")
 
             await page.click("#mic")
             await expect(page.locator("#mic")).to_have_attribute("aria-pressed", "true")
-            await expect(page.locator("li.user.spoken")).to_contain_text("sky", ignore_case=True)
-            await expect(page.locator("li.assistant").nth(0)).to_contain_text("blue", ignore_case=True)
+            await expect(page.locator("li.user.spoken")).to_contain_text("color", ignore_case=True)
+            await expect(page.locator("li.assistant").nth(0)).to_have_text(re.compile(r"\w{3,}"))
             # The conversation reads in order: the spoken question sits above its answer.
             order = await page.locator("#log li").evaluate_all("items => items.map(i => i.className)")
             assert order == ["user spoken", "assistant"], order
