@@ -24,7 +24,6 @@ import json
 from typing import Any, Final, Literal
 
 import redis
-import redis.asyncio as aioredis
 from celery import Celery
 
 from shared.config import Settings
@@ -93,11 +92,6 @@ def holder_alive(client: redis.Redis, token: str | bytes) -> bool:
     """Whether the process that wrote this lock token still publishes its presence."""
     key, instance = _holder(token)
     return _alive(client.get(key) if key else None, instance)
-
-
-async def holder_alive_async(client: aioredis.Redis, token: str | bytes) -> bool:
-    key, instance = _holder(token)
-    return _alive(await client.get(key) if key else None, instance)
 
 
 _SWAP = """
