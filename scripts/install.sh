@@ -53,7 +53,7 @@ fi
 echo "Checking that llama.cpp runs on this CPU (a few tokens with the bundled model)..."
 log=$(mktemp)
 status=0
-report=$(.venv/bin/python -m workers.decoder.selftest --tokens 4 2>"$log") || status=$?
+report=$(.venv/bin/python -m workers.decoder.selftest --probe --tokens 4 2>"$log") || status=$?
 if [[ $status -ne 0 ]]; then
   cat "$log" >&2
   why=$(.venv/bin/python -c 'import sys; from shared.exits import describe_exit; print(describe_exit(int(sys.argv[1])))' "$status")

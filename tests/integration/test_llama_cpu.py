@@ -21,8 +21,8 @@ from shared.config import SMALL_DECODER_MODEL, Settings
 from shared.errors import ModelError
 from shared.models import resolve_model
 from tests.helpers import ROOT
-from workers.decoder.backends import VARIANT_FLAGS, allowed_by_kernel, cpu_flags
-from workers.decoder.selftest import check_in_child
+from workers.decoder.backends import KNOWN_BROKEN, VARIANT_FLAGS, allowed_by_kernel, cpu_flags
+from workers.decoder.selftest import check_in_child, probe
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +68,11 @@ def test_one_build_carries_every_x86_variant():
 def test_this_machine_gets_the_best_variant_it_can_run(model: Path):
     report = _report(_selftest(model, tokens=4))
     flags = cpu_flags()
-    runnable = [tag for tag in _installed() if tag in VARIANT_FLAGS and allowed_by_kernel(tag, flags)]
+    runnable = [
+        tag
+        for tag in _installed()
+        if tag in VARIANT_FLAGS and allowed_by_kernel(tag, flags) and tag not in KNOWN_BROKEN
+    ]
     assert report["cpu_variant"] in runnable
     assert len(VARIANT_FLAGS[report["cpu_variant"]]) == max(len(VARIANT_FLAGS[t]) for t in runnable)
     assert report["tokens"] == 4 and report["text"].strip()
@@ -99,3 +103,32 @@ def test_a_self_test_child_killed_by_sigill_is_named_with_what_to_do(model: Path
     with pytest.raises(ModelError) as caught:
         check_in_child(model, threads=1, argv=dies)
     assert "SIGILL" in str(caught.value) and "instructions this CPU lacks" in str(caught.value)
+
+
+# A child that says which variant it runs, as the real one does, and dies of SIGILL on the first two.
+_DIES_ON_BEST = f"""
+import json, os, sys
+excluded = [sys.argv[i + 1] for i, a in enumerate(sys.argv) if a == "--exclude-variant"]
+variant = next(v for v in ["sapphirerapids", "zen4", "icelake"] if v not in excluded)
+print("selftest: CPU variant " + variant, file=sys.stderr, flush=True)
+if variant != "icelake":
+    os.kill(os.getpid(), {int(signal.SIGILL)})
+print(json.dumps({{"cpu_variant": variant}}))
+"""
+
+
+def test_a_variant_that_dies_in_the_self_test_is_passed_over_for_the_next(model: Path):
+    report = probe(model, threads=1, argv=[sys.executable, "-c", _DIES_ON_BEST])
+    assert report["cpu_variant"] == "icelake"
+    assert list(report["passed_over"]) == ["sapphirerapids", "zen4"]
+    assert all("SIGILL" in how for how in report["passed_over"].values())
+
+
+def test_a_pinned_variant_that_dies_is_not_replaced(model: Path):
+    with pytest.raises(ModelError, match="sapphirerapids was killed by SIGILL"):
+        probe(model, threads=1, cpu_variant="sapphirerapids", argv=[sys.executable, "-c", _DIES_ON_BEST])
+
+
+def test_the_installed_library_passes_its_probe_here(model: Path):
+    report = probe(model, threads=2, tokens=2)
+    assert report["cpu_variant"] not in KNOWN_BROKEN and report["tokens"] == 2

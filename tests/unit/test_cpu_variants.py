@@ -4,7 +4,14 @@ from pathlib import Path
 
 import pytest
 
-from workers.decoder.backends import VARIANT_FLAGS, BackendError, allowed_by_kernel, choose_variant, cpu_flags
+from workers.decoder.backends import (
+    KNOWN_BROKEN,
+    VARIANT_FLAGS,
+    BackendError,
+    allowed_by_kernel,
+    choose_variant,
+    cpu_flags,
+)
 
 # /proc/cpuinfo flags of the machines we met (abridged to what matters here).
 EPYC_AVX2 = frozenset(["fpu", "sse", "sse2", "ssse3", "sse4_1", "sse4_2", "avx", "f16c", "fma", "bmi1", "bmi2", "avx2"])
@@ -35,8 +42,21 @@ def test_avx512_that_cpuid_reports_but_the_kernel_does_not_enable_is_not_used():
 
 def test_amx_reported_but_not_enabled_is_not_used():
     spr = ZEN4 | {"amx_tile", "amx_int8"}
-    assert choose_variant(_scores(spr), spr) == "sapphirerapids"
     assert choose_variant(_scores(spr), ZEN4) == "zen4"
+
+
+def test_a_variant_known_to_crash_is_chosen_only_when_pinned():
+    # An Intel Xeon VM with AMX enabled: the sapphirerapids code died of SIGILL at its first tilezero.
+    spr = ZEN4 | {"amx_tile", "amx_int8"}
+    assert "sapphirerapids" in KNOWN_BROKEN
+    assert choose_variant(_scores(spr), spr) == "zen4"
+    assert choose_variant(_scores(spr), spr, "sapphirerapids") == "sapphirerapids"
+
+
+def test_variants_that_failed_here_are_passed_over():
+    assert choose_variant(_scores(ZEN4), ZEN4, exclude=["zen4"]) == "icelake"
+    with pytest.raises(BackendError, match="failed here"):
+        choose_variant(_scores(NEHALEM), NEHALEM, exclude=["sse42", "x64"])
 
 
 def test_an_emulated_older_cpu_is_judged_by_cpuid_too():

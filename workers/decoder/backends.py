@@ -6,7 +6,10 @@ sapphirerapids...) next to `libllama.so`, and nothing runs until a backend is lo
 choice reads CPUID only ("this does not check for OS support", its source says), so a VM that
 reports AVX-512 or AMX without enabling it would get a library it cannot run. Here a variant must
 pass both: ggml's score (CPUID) and the flags the kernel lists in /proc/cpuinfo, which it clears
-for features the OS has not enabled. `MMSTREAM_DECODER_CPU_VARIANT` pins one by name.
+for features the OS has not enabled. A variant whose code is known to crash is passed over too
+(`KNOWN_BROKEN`), and the decoder proves its choice in a child process before using it, falling
+back to the next variant when that child dies (`workers/decoder/selftest.py`).
+`MMSTREAM_DECODER_CPU_VARIANT` pins one by name.
 
 A library built without `GGML_BACKEND_DL` has its CPU backend linked in; that is reported as the
 variant "built-in".
@@ -45,6 +48,13 @@ VARIANT_FLAGS: dict[str, tuple[str, ...]] = {
     "sapphirerapids": (*_HASWELL, *_AVX512, "avx512vbmi", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_int8"),
 }
 
+# Variants never chosen unless pinned, and why. On an Intel Xeon VM that reports and enables AMX
+# (the kernel grants the tile-data permission), the sapphirerapids variant dies of SIGILL at its first
+# `tilezero` during a prompt: its tile configuration is compiled wrong (ggml-org/llama.cpp#26954).
+KNOWN_BROKEN: dict[str, str] = {
+    "sapphirerapids": "its AMX matrix code dies of SIGILL in this llama.cpp (ggml-org/llama.cpp#26954)",
+}
+
 BUILT_IN = "built-in"
 _PREFIX, _SUFFIX = "libggml-cpu-", ".so"
 
@@ -77,8 +87,11 @@ def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> frozenset[str]:
     return frozenset()
 
 
-def choose_variant(scores: Mapping[str, int], flags: frozenset[str], pinned: str = "auto") -> str:
-    """The variant to load: the pinned one, else the best ggml score among those the kernel's flags allow.
+def choose_variant(
+    scores: Mapping[str, int], flags: frozenset[str], pinned: str = "auto", exclude: Iterable[str] = ()
+) -> str:
+    """The variant to load: the pinned one, else the best ggml score among those the kernel's flags
+    allow, passing over `KNOWN_BROKEN` and `exclude` (variants that failed here).
 
     `scores` holds ggml's own score of each installed variant (0: CPUID says it cannot run).
     """
@@ -92,7 +105,11 @@ def choose_variant(scores: Mapping[str, int], flags: frozenset[str], pinned: str
     usable = _usable(scores, flags)
     if not usable:
         raise BackendError(f"none of the installed CPU variants ({', '.join(sorted(scores))}) can run on this CPU")
-    return max(usable, key=lambda tag: usable[tag])
+    skip = set(KNOWN_BROKEN) | set(exclude)
+    candidates = {tag: score for tag, score in usable.items() if tag not in skip}
+    if not candidates:
+        raise BackendError(f"every CPU variant this CPU can run failed here: {', '.join(sorted(usable))}")
+    return max(candidates, key=lambda tag: candidates[tag])
 
 
 def allowed_by_kernel(tag: str, flags: frozenset[str]) -> bool:
@@ -113,6 +130,14 @@ _lock = threading.Lock()
 _loaded: list[Backends] = []  # ggml keeps one registry per process: what was loaded into it
 
 
+def pick_variant(lib_dir: Path, pinned: str = "auto", exclude: Iterable[str] = ()) -> str:
+    """The CPU variant `load_backends` would load, without loading it (BUILT_IN for a build without)."""
+    variants = _variants(lib_dir)
+    if not variants:
+        return BUILT_IN
+    return choose_variant(_scores(variants, pinned), cpu_flags(), pinned, exclude)
+
+
 def load_backends(lib_dir: Path, pinned: str = "auto") -> Backends:
     """Load the backends once per process; later calls return what the first loaded."""
     with _lock:
@@ -126,18 +151,25 @@ def load_backends(lib_dir: Path, pinned: str = "auto") -> Backends:
         return backends
 
 
+def _variants(lib_dir: Path) -> dict[str, Path]:
+    files = sorted(lib_dir.glob(f"{_PREFIX}*{_SUFFIX}"))
+    return {path.name.removeprefix(_PREFIX).removesuffix(_SUFFIX): path for path in files}
+
+
+def _scores(variants: Mapping[str, Path], pinned: str) -> dict[str, int]:
+    # A variant's score function is compiled without the variant's instruction flags
+    # (cpu-feats.cpp), so asking is safe; variants the kernel rules out are not even opened.
+    flags = cpu_flags()
+    return {
+        tag: _score(path) if allowed_by_kernel(tag, flags) or tag == pinned else 0 for tag, path in variants.items()
+    }
+
+
 def _load(lib_dir: Path, pinned: str) -> Backends:
     ggml = _ggml(lib_dir)
-    files = sorted(lib_dir.glob(f"{_PREFIX}*{_SUFFIX}"))
-    variants = {path.name.removeprefix(_PREFIX).removesuffix(_SUFFIX): path for path in files}
+    variants = _variants(lib_dir)
     if variants:
-        flags = cpu_flags()
-        # A variant's score function is compiled without the variant's instruction flags
-        # (cpu-feats.cpp), so asking is safe; variants the kernel rules out are not even opened.
-        scores = {
-            tag: _score(path) if allowed_by_kernel(tag, flags) or tag == pinned else 0 for tag, path in variants.items()
-        }
-        tag = choose_variant(scores, flags, pinned)
+        tag = choose_variant(_scores(variants, pinned), cpu_flags(), pinned)
         if not ggml.ggml_backend_load(str(variants[tag]).encode()):
             raise BackendError(f"llama.cpp could not load its CPU variant {variants[tag]}")
     elif pinned not in ("auto", BUILT_IN):

@@ -1,11 +1,13 @@
 """Proves that the installed llama.cpp runs on this CPU: load its backends and a GGUF, generate a few tokens.
 
-    python -m workers.decoder.selftest [--model SPEC] [--tokens N] [--cpu-variant V]
+    python -m workers.decoder.selftest [--model SPEC] [--tokens N] [--cpu-variant V] [--probe]
 
 Prints one JSON line (the CPU variant loaded, its features, the text, the speed) and exits 0.
-scripts/install.sh runs it after every install, the decoder worker runs it in a child process
-before loading its model (a library that dies of SIGILL then takes only the child with it), and
-the emulated-CPU tests run it under qemu.
+With `--probe` it runs itself in child processes instead: when the variant chosen dies (SIGILL:
+code this CPU, or this VM, cannot run), the next best is tried, and the report says what was
+passed over. scripts/install.sh probes after every install, the decoder worker probes before
+loading its model (a library that dies then takes only a child with it) and loads the variant
+that passed, and the emulated-CPU tests run it in-process under qemu.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ if TYPE_CHECKING:
     from workers.decoder.llama import LlamaModel
 
 PROMPT = "The capital of France is"
+_TRYING = "selftest: CPU variant "
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,12 +42,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--cpu-variant", default=settings.decoder_cpu_variant, help="a libggml-cpu variant to load instead of the best"
     )
+    parser.add_argument("--exclude-variant", action="append", default=[], help="pass this variant over (repeatable)")
+    parser.add_argument("--probe", action="store_true", help="test in child processes, falling back on a crash")
     args = parser.parse_args(argv)
 
-    from workers.decoder.backends import BackendError
-    from workers.decoder.llama import ContextConfig, LlamaModel
+    from workers.decoder.backends import BackendError, pick_variant
+    from workers.decoder.llama import LIB_DIR, ContextConfig, LlamaModel
 
+    if args.probe:
+        try:
+            report = probe(Path(args.model), threads=args.threads, cpu_variant=args.cpu_variant, tokens=args.tokens)
+        except ModelError as exc:
+            print(f"selftest: {exc}", file=sys.stderr)
+            return 1
+        print(json.dumps(report))
+        return 0
     try:
+        variant = pick_variant(LIB_DIR, args.cpu_variant, args.exclude_variant)
+        # Said before any of it runs: a child that dies leaves this line for `probe`.
+        print(f"{_TRYING}{variant}", file=sys.stderr, flush=True)
         given = Path(args.model)  # a file as it is (the worker checked it); a setting resolved and verified
         path = given if given.is_file() else resolve_model(args.model, settings.models_dir).path
         started = time.monotonic()
@@ -55,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
             n_batch=256,
             n_threads=args.threads,
             n_gpu_layers=0,
-            cpu_variant=args.cpu_variant,
+            cpu_variant=variant,
         )
         model = LlamaModel(path, config)
     except (BackendError, ModelError, RuntimeError) as exc:
@@ -104,24 +120,67 @@ def _time_prompt(model: LlamaModel, n: int) -> float:
     return round(n / max(elapsed, 1e-9), 2)
 
 
-def check_in_child(
-    model: Path, *, threads: int, cpu_variant: str = "auto", timeout_s: float = 300.0, argv: list[str] | None = None
+def probe(
+    model: Path, *, threads: int, cpu_variant: str = "auto", tokens: int = 1, argv: list[str] | None = None
 ) -> dict[str, object]:
-    """Run the self-test on `model` (one token) in a child process; its report, or ModelError saying why not.
+    """The self-test in a child, and on a crash in another with the next best variant (unless one is
+    pinned): the first report that passes, with `passed_over` naming each variant that died and how.
+
+    Raises ModelError when none passes. `argv` replaces the command (tests make children that die).
+    """
+    passed_over: dict[str, str] = {}
+    while True:
+        extra = [a for tag in passed_over for a in ("--exclude-variant", tag)]
+        try:
+            report = check_in_child(
+                model, threads=threads, cpu_variant=cpu_variant, tokens=tokens, extra=extra, argv=argv
+            )
+        except _ChildDied as died:
+            if cpu_variant != "auto" or died.variant is None or died.variant in passed_over:
+                raise ModelError(died.message) from None
+            passed_over[died.variant] = died.how
+            continue
+        report["passed_over"] = passed_over
+        return report
+
+
+class _ChildDied(ModelError):
+    def __init__(self, message: str, variant: str | None, how: str) -> None:
+        super().__init__(message)
+        self.message, self.variant, self.how = message, variant, how
+
+
+def check_in_child(
+    model: Path,
+    *,
+    threads: int,
+    cpu_variant: str = "auto",
+    tokens: int = 1,
+    extra: list[str] | None = None,
+    timeout_s: float = 300.0,
+    argv: list[str] | None = None,
+) -> dict[str, object]:
+    """Run the self-test on `model` in a child process; its report, or ModelError saying why not.
 
     `argv` replaces the command (tests make a child that dies of a signal).
     """
-    command = argv or [
-        sys.executable, "-m", "workers.decoder.selftest", "--model", str(model), "--tokens", "1",
+    command = (argv or [
+        sys.executable, "-m", "workers.decoder.selftest", "--model", str(model), "--tokens", str(tokens),
         "--threads", str(threads), "--cpu-variant", cpu_variant,
-    ]  # fmt: skip
+    ]) + (extra or [])  # fmt: skip
     try:
         child = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s, check=False)
     except subprocess.TimeoutExpired as exc:
         raise ModelError(f"llama.cpp's self-test on {model.name} did not finish in {timeout_s:.0f} s") from exc
+    if child.returncode < 0:  # killed by a signal: say which variant it was running
+        tried = [line.removeprefix(_TRYING) for line in child.stderr.splitlines() if line.startswith(_TRYING)]
+        variant = tried[-1] if tried else None
+        how = describe_exit(child.returncode)
+        where = f" with CPU variant {variant}" if variant else ""
+        raise _ChildDied(f"llama.cpp's self-test on {model.name}{where} {how}", variant, how)
     if child.returncode != 0:
-        # Its own last line says why it gave up; a signal leaves none.
-        said = child.stderr.strip().splitlines()[-1:] if child.returncode > 0 else []
+        # Its own last line says why it gave up.
+        said = child.stderr.strip().splitlines()[-1:]
         detail = f": {said[0]}" if said else ""
         raise ModelError(f"llama.cpp's self-test on {model.name} {describe_exit(child.returncode)}{detail}")
     report: dict[str, object] = json.loads(child.stdout.strip().splitlines()[-1])

@@ -13,7 +13,7 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import redis
 
@@ -35,7 +35,7 @@ from workers.base import ModelService
 from workers.decoder.engine import Done, Engine, Job, Token
 from workers.decoder.llama import ContextConfig, LlamaModel
 from workers.decoder.prompt import ChatTemplate, SoftInputs, build_prompt
-from workers.decoder.selftest import check_in_child
+from workers.decoder.selftest import probe
 from workers.fusion.inputs import Projectors, load_projectors, soft_inputs
 from workers.presence import Presence
 
@@ -96,15 +96,19 @@ class DecoderService(ModelService[_Loaded]):
         resolved = resolve_model(
             s.decoder_model, s.models_dir, allow_downloads=s.allow_downloads, expected_sha256=s.decoder_model_sha256
         )
-        # In a child first: a library this CPU cannot run kills the child, and this worker says why.
-        check_in_child(resolved.path, threads=s.decoder_threads, cpu_variant=s.decoder_cpu_variant)
+        # In a child first: a library this CPU cannot run kills the child, and the next best variant
+        # is tried; this worker says why when none runs.
+        proven = probe(resolved.path, threads=s.decoder_threads, cpu_variant=s.decoder_cpu_variant)
+        passed_over = cast(dict[str, str], proven.get("passed_over") or {})
+        for variant, how in passed_over.items():
+            log.warning("llama.cpp CPU variant %s %s in the self-test; passed over", variant, how)
         config = ContextConfig(
             n_ctx_per_seq=s.decoder_n_ctx,
             n_seq=s.decoder_concurrency,
             n_batch=s.decoder_n_batch,
             n_threads=s.decoder_threads,
             n_gpu_layers=s.decoder_n_gpu_layers,
-            cpu_variant=s.decoder_cpu_variant,
+            cpu_variant=str(proven["cpu_variant"]),
         )
         model = LlamaModel(resolved.path, config)
         template = ChatTemplate(
