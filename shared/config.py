@@ -92,7 +92,17 @@ class Settings(BaseSettings):
     )
     decoder_model_sha256: str | None = Field(None, description="Expected sha256 of a model given by path.")
     decoder_n_ctx: int = Field(4096, ge=256, description="Context length per sequence, in tokens.")
-    decoder_n_batch: int = Field(256, ge=8, description="Prompt tokens evaluated per llama_decode call.")
+    decoder_n_batch: int = Field(
+        2048,
+        ge=8,
+        description="Tokens (all sequences' together) one engine step may evaluate: newcomers' prompts "
+        "are read together, as llama-server does with its default.",
+    )
+    decoder_n_ubatch: int = Field(
+        512,
+        ge=8,
+        description="Tokens llama.cpp computes at once within a step (its physical batch; sizes its buffers).",
+    )
     decoder_threads: int = Field(2, ge=1, description="llama.cpp threads (generation and prompt).")
     decoder_omp_wait_policy: Literal["passive", "active"] = Field(
         "passive",

@@ -45,6 +45,11 @@ DECODER_FIRST_TOKEN = Histogram(
     "From the prompt handed to the engine to its first token.",
     buckets=_LATENCY,
 )
+DECODER_ENGINE_CPU = Counter(
+    "mmstream_decoder_engine_cpu_seconds_total",
+    "CPU time of the decoder's engine thread, inside llama_decode and outside it (batches, sampling, text).",
+    ["part"],
+)
 DECODER_ACTIVE = Gauge("mmstream_decoder_active_sequences", "Responses the decoder engine holds now.")
 TRANSCRIPTION_SECONDS = Histogram(
     "mmstream_transcription_seconds",

@@ -161,6 +161,11 @@ class ResponseStore(_Store):
         value = self._r.get(self._keys.response_cancel(response_id))
         return None if value is None else _text(value)
 
+    def cancel_reasons(self, response_ids: Sequence[str]) -> list[str | None]:
+        """`cancel_reason` of many responses in one round trip."""
+        values = self._r.mget([self._keys.response_cancel(rid) for rid in response_ids])
+        return [None if v is None else _text(v) for v in values]
+
     def events_so_far(self, response_id: str) -> list[StreamEvent]:
         """What earlier attempts already streamed; a new attempt continues after it."""
         return [decode_event(raw) for _, raw in streams.read_all(self._r, self._keys.response_events(response_id))]

@@ -1,10 +1,18 @@
 """The decoding engine: one thread owns the model and steps every active sequence together.
 
 Callers hand it `Job`s and read `Token`/`Done` events from the job's queue. Each step builds one
-batch: a chunk of prompt for sequences still reading theirs, one token for each sequence that is
-generating. New jobs join between steps, finished ones leave, and each job samples with its own
-settings in its own slice of the KV cache. A slot keeps its cache after a job ends, so the next
-turn of the same conversation only evaluates what is new.
+batch: one token for each sequence that is generating, and prompt for sequences still reading
+theirs (shortest first, about half of what waits: newcomers arriving together get their first
+tokens in turn rather than all after the last prompt is read). New jobs join between steps,
+finished ones leave, and each job samples with its own settings in its own slice of the KV cache.
+A slot keeps its cache after a job ends, so the next turn of the same conversation only evaluates
+what is new.
+
+A prompt whose beginning another sequence holds (or is reading right now: a persona many sessions
+share, arriving together) is not evaluated again: the newcomer waits for that sequence to have read
+the shared prefix, takes a copy of its cache and evaluates only the rest. A conversation's cache is
+copied rather than overwritten when another slot is free, and new sequences take the lowest free
+slot, so that running sequences sit side by side in the cache (see `_place`).
 
 Background jobs (batch work) step only while no interactive job is active: a person's request
 waits at most one step for them, and their prompts are read in smaller chunks to keep that step short.
@@ -19,6 +27,8 @@ input on the next turn.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import logging
 import queue
 import threading
@@ -29,6 +39,7 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
+from shared.metrics import DECODER_ENGINE_CPU
 from workers.decoder.llama import DecodeError, LlamaModel, Sampler, TextStream
 
 log = logging.getLogger(__name__)
@@ -36,6 +47,12 @@ log = logging.getLogger(__name__)
 # Prompt tokens a background sequence reads per step: a newcomer with a person waiting pays for
 # at most one such step before its own prompt is read.
 _BACKGROUND_CHUNK = 64
+# The OS name of the engine thread; llama.cpp's compute threads, started from it, inherit it, so
+# per-thread CPU (top -H, /proc/<pid>/task) tells the model's work from the rest of the worker.
+THREAD_NAME = "mm-engine"
+# The shortest prefix worth copying from another sequence: copying a cache stream costs about
+# as much as evaluating a few tokens, and waiting for a sequence to read it costs a step or two.
+MIN_SHARED_PREFIX = 32
 
 DoneStatus = Literal["completed", "cancelled", "incomplete", "failed"]
 
@@ -87,6 +104,11 @@ class _Slot:
     text: TextStream = field(default_factory=TextStream)
     generated: int = 0
     cached_at_start: int = 0
+    waiting_on: tuple[_Slot, int] | None = None  # (sequence reading our prefix, its length)
+
+    def known(self) -> list[int]:
+        """What this sequence holds, or will once it has read its prompt."""
+        return self.cached + self.pending if len(self.pending) > 1 else self.cached
 
 
 class Engine:
@@ -95,6 +117,8 @@ class Engine:
         self._slots = [_Slot(seq) for seq in range(model.n_seq)]
         self._inbox: queue.Queue[Job | None] = queue.Queue()
         self._stopping = threading.Event()
+        self._in_decode = 0.0  # this thread's CPU seconds in llama_decode since the last account
+        self._cpu_mark = 0.0
         self._thread = threading.Thread(target=self._run, name="decoder-engine", daemon=True)
         self._thread.start()
 
@@ -113,6 +137,8 @@ class Engine:
     # --- the loop -------------------------------------------------------------------------------
 
     def _run(self) -> None:
+        _name_os_thread(THREAD_NAME)
+        self._cpu_mark = time.thread_time()
         while not self._stopping.is_set():
             self._admit()
             active = [s for s in self._slots if s.job is not None]
@@ -120,9 +146,13 @@ class Engine:
                 self._wait_for_job()
                 continue
             self._enforce_limits(active)
-            active = [s for s in active if s.job is not None]
+            self._end_waits()
+            active = [s for s in active if s.job is not None and s.waiting_on is None]
             foreground = [s for s in active if s.job is not None and not s.job.background]
             stepping = foreground or active
+            if not stepping:  # only sequences waiting for a copy (not expected: their sources step)
+                time.sleep(0.001)
+                continue
             started = time.monotonic()
             try:
                 self._step(stepping, chunk=self._model.n_batch if foreground else _BACKGROUND_CHUNK)
@@ -133,15 +163,23 @@ class Engine:
                         self._finish(slot, Done("failed", error=type(exc).__name__), drop_cache=True)
             if foreground:
                 self._postpone_paused(active, time.monotonic() - started)
+            self._account_cpu()
         for slot in self._slots:
             if slot.job is not None:
                 self._finish(slot, Done("failed", reason="shutdown", error="worker shutting down"))
 
+    def _account_cpu(self) -> None:
+        now = time.thread_time()
+        spent, self._cpu_mark = now - self._cpu_mark, now
+        DECODER_ENGINE_CPU.labels("decode").inc(self._in_decode)
+        DECODER_ENGINE_CPU.labels("other").inc(max(spent - self._in_decode, 0.0))
+        self._in_decode = 0.0
+
     def _wait_for_job(self) -> None:
-        job = self._inbox.get()
+        job = self._inbox.get()  # every slot is free: nothing runs
         if job is not None:
-            self._inbox.put(job)  # admitted on the next turn, in arrival order
-            self._admit()
+            self._start(job)
+            self._admit()  # and whatever arrived with it, in arrival order
 
     def _admit(self) -> None:
         while any(s.job is None for s in self._slots):
@@ -158,9 +196,7 @@ class Engine:
         if len(tokens) + 1 >= self._model.n_ctx_per_seq:
             job.events.put(Done("incomplete", reason="context_length_exceeded", prompt_tokens=len(job.prompt)))
             return
-        # Reuse the free slot whose cache shares the longest prefix with this prompt.
-        free = [s for s in self._slots if s.job is None]
-        slot = max(free, key=lambda s: _common_prefix(s.cached, tokens))
+        slot, source, shared = self._place(tokens, job.background)
         # Keep at least one token to evaluate: its logits choose the first new token.
         keep = min(_common_prefix(slot.cached, tokens), len(tokens) - 1)
         self._model.forget(slot.seq, keep)
@@ -171,6 +207,60 @@ class Engine:
         slot.text = TextStream()
         slot.generated = 0
         slot.cached_at_start = keep
+        shared = min(shared, len(tokens) - 1)
+        if source is not None and shared >= keep + MIN_SHARED_PREFIX:
+            slot.waiting_on = (source, shared)
+            self._end_waits()  # at once when the source has already read it
+
+    def _place(self, tokens: list[int], background: bool) -> tuple[_Slot, _Slot | None, int]:
+        """The free slot for a prompt, and the sequence (if any) to copy a longer prefix from.
+
+        A free slot holding a prefix worth keeping is reused; otherwise the lowest free slot is
+        taken. Running sequences then sit side by side: llama.cpp's attention spans every cache
+        stream from the lowest running one to the highest, so four sequences spread over sixteen
+        slots cost four times the attention of four neighbours. A free slot's conversation is
+        copied from, not overwritten, when only a small part of it is wanted; so is a longer prefix
+        that a busy sequence holds or is reading.
+        """
+        free = [s for s in self._slots if s.job is None]  # in slot order
+        best = max(free, key=lambda s: _common_prefix(s.cached, tokens))  # the lowest among equals
+        own = _common_prefix(best.cached, tokens)
+        spare = next((s for s in free if s is not best), None)
+        source, shared = None, 0
+        if own < MIN_SHARED_PREFIX:
+            slot = free[0]
+        elif 2 * own < len(best.cached) and spare is not None:
+            # Reading this prompt there would overwrite most of a conversation: keep it for its
+            # next turn, and copy the part wanted.
+            slot, source, shared = spare, best, own
+        else:
+            slot = best
+        for other in self._slots:
+            if other.job is None or other.waiting_on is not None:
+                continue  # (never wait on a waiting sequence: no waits in a circle)
+            if other.job.background and not background:
+                continue  # a paused batch sequence would keep a person waiting
+            n = _common_prefix(other.known(), tokens)
+            if n > shared:
+                source, shared = other, n
+        return slot, source, shared
+
+    def _end_waits(self) -> None:
+        """Copy the prefix into each waiting sequence whose source has read it; a sequence whose
+        source went another way reads the prompt itself."""
+        for slot in self._slots:
+            if slot.waiting_on is None or slot.job is None:
+                slot.waiting_on = None
+                continue
+            source, n = slot.waiting_on
+            tokens = slot.cached + slot.pending
+            if len(source.cached) >= n and source.cached[:n] == tokens[:n]:
+                self._model.share(source.seq, slot.seq, n)
+                slot.cached, slot.pending = tokens[:n], tokens[n:]
+                slot.cached_at_start = n
+                slot.waiting_on = None
+            elif source.job is None or _common_prefix(source.known(), tokens) < n:
+                slot.waiting_on = None
 
     def _enforce_limits(self, active: list[_Slot]) -> None:
         now = time.monotonic()
@@ -196,8 +286,9 @@ class Engine:
         contributes one run of a single kind, so its inputs stay in order.
         """
         generating = [s for s in active if len(s.pending) == 1]
-        prompting = [s for s in active if len(s.pending) > 1]
-        budget = min(chunk, self._model.n_batch) - len(generating)
+        # Shortest prompt first: the most sequences reach their first token soonest.
+        prompting = sorted((s for s in active if len(s.pending) > 1), key=lambda s: len(s.pending))
+        budget = _prompt_budget(prompting, min(chunk, self._model.n_batch) - len(generating))
         tokens: list[tuple[int, int, int, bool]] = []
         vectors: list[tuple[int, int, bool]] = []
         rows: list[npt.NDArray[np.float32]] = []
@@ -228,10 +319,14 @@ class Engine:
         try:
             # Vectors first: sampling reads the logits of the latest decode call.
             if vectors:
+                started = time.thread_time()
                 self._model.decode_vectors(np.stack(rows), vectors)
+                self._in_decode += time.thread_time() - started
                 self._sample(sampled_vectors)
             if tokens:
+                started = time.thread_time()
                 self._model.decode(tokens)
+                self._in_decode += time.thread_time() - started
                 self._sample(sampled_tokens)
         except DecodeError:
             for slot in active:
@@ -286,7 +381,23 @@ class Engine:
             slot.sampler.close()
             slot.sampler = None
         slot.job = None
+        slot.waiting_on = None
         job.events.put(done)
+
+
+def _prompt_budget(prompting: list[_Slot], room: int) -> int:
+    """Prompt tokens to read this step: about half of what waits, the shortest prompt at least
+    (whole), at most `room`. Half of the newcomers then get their first token after half the work
+    instead of after all of it."""
+    if not prompting:
+        return room
+    waiting = sum(len(s.pending) for s in prompting)
+    return min(room, max(len(prompting[0].pending), (waiting + 1) // 2))
+
+
+def _name_os_thread(name: str) -> None:
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None).prctl(15, name.encode(), 0, 0, 0)  # PR_SET_NAME
 
 
 def _run(pending: list[int], limit: int) -> list[int]:

@@ -50,10 +50,11 @@ def init_backend(cpu_variant: str = "auto") -> Backends:
 class ContextConfig:
     n_ctx_per_seq: int
     n_seq: int
-    n_batch: int
+    n_batch: int  # tokens per llama_decode call
     n_threads: int
     n_gpu_layers: int
     cpu_variant: str = "auto"  # which libggml-cpu-*.so to load: "auto" or a variant's name
+    n_ubatch: int = 0  # tokens computed at once within a call (0: n_batch, at most 512)
 
 
 class LlamaModel:
@@ -70,7 +71,7 @@ class LlamaModel:
         cparams = C.llama_context_default_params()
         cparams.n_ctx = config.n_ctx_per_seq * config.n_seq
         cparams.n_batch = config.n_batch
-        cparams.n_ubatch = config.n_batch
+        cparams.n_ubatch = config.n_ubatch or min(config.n_batch, 512)
         cparams.n_seq_max = config.n_seq
         cparams.n_threads = config.n_threads
         cparams.n_threads_batch = config.n_threads
@@ -135,6 +136,16 @@ class LlamaModel:
         """Drop the cached tokens of `seq` from position `from_pos` on."""
         C.llama_memory_seq_rm(self._mem, seq, from_pos, -1)
 
+    def share(self, src: int, dst: int, n_tokens: int) -> None:
+        """Give `dst` the first `n_tokens` cached by `src` (whatever `dst` held is dropped).
+
+        Each sequence has its own stream of the cache, so llama.cpp copies the stream's buffers
+        (a memory copy, on the next decode call, far cheaper than evaluating the tokens again);
+        the copy is then cut to the prefix.
+        """
+        C.llama_memory_seq_cp(self._mem, src, dst, -1, -1)
+        C.llama_memory_seq_rm(self._mem, dst, n_tokens, -1)
+
     def decode(self, entries: Sequence[tuple[int, int, int, bool]]) -> None:
         """Evaluate (token, position, sequence, wants_logits) entries in one llama_decode call."""
         batch = self._batch
@@ -173,7 +184,7 @@ class LlamaModel:
         return np.ctypeslib.as_array(ptr, shape=(self.n_vocab,)).copy()
 
     def new_sampler(self, temperature: float, top_p: float, seed: int) -> Sampler:
-        return Sampler(self._ctx, temperature, top_p, seed)
+        return Sampler(self._ctx, temperature, top_p, seed, n_vocab=self.n_vocab)
 
     def close(self) -> None:
         if self._ctx:
@@ -193,14 +204,18 @@ class DecodeError(RuntimeError):
 
 
 class Sampler:
-    """A sampler chain for one sequence: greedy at temperature 0, else top-p then temperature."""
+    """A sampler chain for one sequence: greedy at temperature 0, else top-p then temperature.
 
-    def __init__(self, ctx: C.llama_context_p, temperature: float, top_p: float, seed: int) -> None:
+    Greedy is an argmax over the logits in place: llama.cpp's greedy sampler first copies the
+    whole vocabulary (150k entries for Qwen) into a candidate array, for every token.
+    """
+
+    def __init__(self, ctx: C.llama_context_p, temperature: float, top_p: float, seed: int, *, n_vocab: int) -> None:
         self._ctx = ctx
-        self._chain = C.llama_sampler_chain_init(C.llama_sampler_chain_default_params())
-        if temperature <= 0.0:
-            C.llama_sampler_chain_add(self._chain, C.llama_sampler_init_greedy())
-        else:
+        self._n_vocab = n_vocab
+        self._chain = None
+        if temperature > 0.0:
+            self._chain = C.llama_sampler_chain_init(C.llama_sampler_chain_default_params())
             C.llama_sampler_chain_add(self._chain, C.llama_sampler_init_top_k(64))
             C.llama_sampler_chain_add(self._chain, C.llama_sampler_init_top_p(top_p, 1))
             C.llama_sampler_chain_add(self._chain, C.llama_sampler_init_temp(temperature))
@@ -208,6 +223,9 @@ class Sampler:
 
     def sample(self, batch_index: int) -> int:
         """Pick the next token from the logits at `batch_index` of the last decode (and accept it)."""
+        if self._chain is None:
+            logits = np.ctypeslib.as_array(C.llama_get_logits_ith(self._ctx, batch_index), shape=(self._n_vocab,))
+            return int(logits.argmax())
         return int(C.llama_sampler_sample(self._chain, self._ctx, batch_index))
 
     def close(self) -> None:

@@ -32,6 +32,7 @@ from shared.models import ResolvedModel, resolve_model
 from shared.response_state import ResponseStore
 from shared.sessions import load_items
 from workers.base import ModelService
+from workers.decoder.cancel_watch import CancelWatch
 from workers.decoder.engine import Done, Engine, Job, Token
 from workers.decoder.llama import ContextConfig, LlamaModel
 from workers.decoder.prompt import ChatTemplate, SoftInputs, build_prompt
@@ -41,8 +42,6 @@ from workers.presence import Presence
 
 log = logging.getLogger(__name__)
 
-_POLL_S = 0.05
-_CANCEL_CHECK_S = 0.1
 _RENEW_S = 1.0
 # The gateway gives media up after `transcript_wait_s`; this worker waits a little longer.
 _MEDIA_WAIT_MARGIN_S = 5.0
@@ -68,6 +67,7 @@ class DecoderService(ModelService[_Loaded]):
             client, self._keys, lease_ms=int(settings.lease_ttl_s * 1000), ttl_s=settings.session_ttl_s
         )
         self._stopping = threading.Event()
+        self._cancels = CancelWatch(self._store)
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -88,6 +88,7 @@ class DecoderService(ModelService[_Loaded]):
     def shutdown(self) -> None:
         """Stop taking tokens; running responses are released for another worker to continue."""
         self._stopping.set()
+        self._cancels.stop()
         if (loaded := self._models) is not None:
             loaded.engine.stop()
 
@@ -106,6 +107,7 @@ class DecoderService(ModelService[_Loaded]):
             n_ctx_per_seq=s.decoder_n_ctx,
             n_seq=s.decoder_concurrency,
             n_batch=s.decoder_n_batch,
+            n_ubatch=s.decoder_n_ubatch,
             n_threads=s.decoder_threads,
             n_gpu_layers=s.decoder_n_gpu_layers,
             cpu_variant=str(proven["cpu_variant"]),
@@ -228,11 +230,22 @@ class DecoderService(ModelService[_Loaded]):
             last = streams.wait(self._r, events, last, block_ms=int(_RENEW_S * 1000))
 
     def _relay(self, rid: str, owner: str, job: Job) -> ResponseFinal | None:
-        """Forward the job's tokens to Redis until it is done; None when the response was let go."""
-        next_renew = next_cancel_check = 0.0
+        """Forward the job's tokens to Redis until it is done; None when the response was let go.
+
+        Sleeps until the engine has a token or the lease is due for renewal: nothing else wakes
+        this thread (cancel flags are read for all jobs at once, by `CancelWatch`).
+        """
+        self._cancels.watch(rid, job)
+        try:
+            return self._forward(rid, owner, job)
+        finally:
+            self._cancels.unwatch(rid)
+
+    def _forward(self, rid: str, owner: str, job: Job) -> ResponseFinal | None:
+        next_renew = time.monotonic() + _RENEW_S
         submitted, first_at, tokens = time.perf_counter(), 0.0, 0
         while True:
-            deltas, done = _drain(job.events)
+            deltas, done = _drain(job.events, timeout=max(0.0, next_renew - time.monotonic()))
             if deltas:
                 first_at = first_at or time.perf_counter()
                 if tokens == 0:
@@ -244,26 +257,20 @@ class DecoderService(ModelService[_Loaded]):
                 log.warning("response %s: lease lost; another worker owns it now", rid)
                 self._abandon(job)
                 return None
+            if self._stopping.is_set() and (done is None or done.reason == "shutdown"):
+                self._store.release(rid, owner)  # another worker continues after what was streamed
+                self._abandon(job)
+                return None
             if done is not None:
                 if tokens > 1 and (spent := time.perf_counter() - first_at) > 0:
                     DECODER_TOKENS_PER_S.observe((tokens - 1) / spent)
                 return _final(done)
-            now = time.monotonic()
-            if self._stopping.is_set():
-                self._store.release(rid, owner)
-                self._abandon(job)
-                return None
-            if now >= next_renew:
+            if time.monotonic() >= next_renew:
                 if not self._store.renew(rid, owner):
                     log.warning("response %s: lease expired; letting it go", rid)
                     self._abandon(job)
                     return None
-                next_renew = now + _RENEW_S
-            if now >= next_cancel_check:
-                if reason := self._store.cancel_reason(rid):
-                    job.cancel_reason = reason
-                    job.cancelled.set()
-                next_cancel_check = now + _CANCEL_CHECK_S
+                next_renew = time.monotonic() + _RENEW_S
 
     @staticmethod
     def _abandon(job: Job) -> None:
@@ -274,13 +281,13 @@ class DecoderService(ModelService[_Loaded]):
         return self._presence.name
 
 
-def _drain(events: queue.SimpleQueue[Token | Done]) -> tuple[list[TokenDelta], Done | None]:
-    """Wait briefly for the first event, then take whatever else is ready as one delta."""
+def _drain(events: queue.SimpleQueue[Token | Done], timeout: float) -> tuple[list[TokenDelta], Done | None]:
+    """Wait up to `timeout` for the first event, then take whatever else is ready as one delta."""
     text: list[str] = []
     ids: list[int] = []
     done: Done | None = None
     try:
-        event = events.get(timeout=_POLL_S)
+        event = events.get(timeout=timeout)
         while True:
             if isinstance(event, Done):
                 done = event

@@ -1,0 +1,120 @@
+"""Sequences share what they have read (real model, real llama.cpp).
+
+A prefix that another sequence holds or is reading is copied from its cache rather than evaluated
+again, and the reply is the one the prompt gets alone; a conversation kept in a free slot is copied
+from, not overwritten, when another slot is free.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from shared.config import Settings
+from shared.models import resolve_model
+from workers.decoder.engine import MIN_SHARED_PREFIX, Done, Engine, Job, Token
+from workers.decoder.llama import ContextConfig, LlamaModel
+
+PERSONA = "<|im_start|>system\n" + " ".join(f"Rule {i}: answer briefly and politely." for i in range(40))
+PERSONA += "<|im_end|>\n"
+SHORT_SYSTEM = (
+    "<|im_start|>system\nYou are a careful assistant who answers questions about geography, towns, rivers and "
+    "markets. Keep every answer short, give the name first, and never invent a town the user did not mention."
+    "<|im_end|>\n"
+)
+
+
+def _user(system: str, text: str) -> str:
+    return system + f"<|im_start|>user\n{text}<|im_end|>\n<|im_start|>assistant\n"
+
+
+@pytest.fixture(scope="module")
+def model() -> Iterator[LlamaModel]:
+    s = Settings()
+    path = resolve_model(s.decoder_model, s.models_dir).path
+    # Small prompt chunks: the persona takes several steps to read, so a second prompt arrives
+    # while the first is still reading it.
+    m = LlamaModel(path, ContextConfig(n_ctx_per_seq=1024, n_seq=3, n_batch=64, n_threads=2, n_gpu_layers=0))
+    yield m
+    m.close()
+
+
+@pytest.fixture
+def engine(model: LlamaModel) -> Iterator[Engine]:
+    e = Engine(model)  # a new engine believes every slot empty, and clears what it reuses
+    yield e
+    e.stop()
+
+
+def _job(model: LlamaModel, prompt: str, tokens: int = 12) -> Job:
+    return Job(
+        prompt=model.tokenize(prompt),
+        max_new_tokens=tokens,
+        temperature=0.0,
+        top_p=1.0,
+        seed=0,
+        deadline=time.monotonic() + 120,
+    )
+
+
+def _collect(job: Job) -> tuple[str, Done]:
+    text = []
+    while True:
+        event = job.events.get(timeout=120)
+        if isinstance(event, Done):
+            return "".join(text), event
+        assert isinstance(event, Token)
+        text.append(event.text)
+
+
+def _alone(model: LlamaModel, prompt: str) -> str:
+    e = Engine(model)
+    try:
+        job = _job(model, prompt)
+        e.submit(job)
+        return _collect(job)[0]
+    finally:
+        e.stop()
+
+
+def test_a_prefix_being_read_is_read_once(model: LlamaModel, engine: Engine):
+    first, second = _user(PERSONA, "What is the capital of France?"), _user(PERSONA, "Name a primary colour.")
+    expected = [_alone(model, first), _alone(model, second)]
+    persona = len(model.tokenize(PERSONA))
+    assert persona > 4 * 64
+
+    jobs = [_job(model, first), _job(model, second)]
+    for job in jobs:
+        engine.submit(job)
+    (text_a, done_a), (text_b, done_b) = _collect(jobs[0]), _collect(jobs[1])
+
+    assert done_a.cached_tokens == 0
+    # The second waited for the first to read the persona and took a copy of it.
+    assert done_b.cached_tokens >= persona - 2, done_b
+    assert [text_a, text_b] == expected
+
+
+def test_a_conversation_in_a_free_slot_is_copied_not_overwritten(model: LlamaModel, engine: Engine):
+    story = " ".join(f"Town {i} lies on the river and has a market on day {i}." for i in range(20))
+    conversation = _user(SHORT_SYSTEM, story + " Which town has a market on day 3?")
+    turn = _job(model, conversation)
+    engine.submit(turn)
+    answer, _ = _collect(turn)
+
+    other = _job(model, _user(SHORT_SYSTEM, "What is the capital of Italy?"))
+    engine.submit(other)
+    _, done_other = _collect(other)
+    # The shared system line was copied from the conversation's slot...
+    system = len(model.tokenize(SHORT_SYSTEM))
+    assert system > MIN_SHARED_PREFIX
+    assert done_other.cached_tokens >= system - 1, done_other
+
+    # ...which still holds the whole conversation for its next turn.
+    follow_up = conversation + answer + "<|im_end|>\n<|im_start|>user\nAnd on day 4?<|im_end|>\n"
+    follow_up += "<|im_start|>assistant\n"
+    nxt = _job(model, follow_up)
+    engine.submit(nxt)
+    _, done_next = _collect(nxt)
+    assert done_next.cached_tokens >= len(model.tokenize(conversation)), done_next
