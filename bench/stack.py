@@ -37,15 +37,25 @@ class BenchStack:
     logs: Path = Path()
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
     workers: dict[str, int] = field(default_factory=dict)  # kind -> processes started
+    names: dict[str, int] = field(default_factory=dict)  # "gateway", "decode-0", ... -> pid
+    redis_pid: int = 0
 
     @property
     def ws(self) -> str:
         return f"ws://127.0.0.1:{self.port}/v1/realtime"
 
+    @property
+    def http(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def pid(self, name: str) -> int:
+        return self.names[name]
+
     def add_worker(self, kind: str) -> None:
         """Start one more worker of a kind; `wait_ready` waits for its model."""
         name = f"{kind}-{self.workers.get(kind, 0)}"
         self.procs.append(_spawn(["worker", kind, "--name", name], self.env, self.logs / f"{name}.log"))
+        self.names[name] = self.procs[-1].pid
         self.workers[kind] = self.workers.get(kind, 0) + 1
 
     def wait_ready(self) -> None:
@@ -61,13 +71,14 @@ def bench_stack(workers: dict[str, int], **settings: str) -> Iterator[BenchStack
     logs = Path(tempfile.mkdtemp(prefix="mmstream-bench-"))
     env = {**os.environ, "MMSTREAM_REDIS_URL": url, "MMSTREAM_PORT": str(port), "MMSTREAM_LOG_LEVEL": "WARNING"}
     env.update({f"MMSTREAM_{k.upper()}": v for k, v in settings.items()})
-    stack = BenchStack(port, url, env, logs)
+    stack = BenchStack(port, url, env, logs, redis_pid=redis_proc.pid)
     procs = stack.procs
     try:
         for kind, count in workers.items():
             for _ in range(count):
                 stack.add_worker(kind)
         procs.append(_spawn(["gateway"], env, logs / "gateway.log"))
+        stack.names["gateway"] = procs[-1].pid
         stack.wait_ready()
         yield stack
     finally:
