@@ -382,10 +382,10 @@ def main() -> None:
     os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
 
     bin_dir = llama_server.ensure_built()
-    variant = llama_server.decoder_cpu_variant()
-    llama_server.link_cpu_backend(bin_dir, variant)
     for spec in args.models:
         model = resolve_model(spec, Settings().models_dir).path
+        variant = llama_server.decoder_cpu_variant(model)
+        llama_server.link_cpu_backend(bin_dir, variant)
         ours = run_ours(spec, args)
         theirs = run_theirs(model, bin_dir, args)
         report(model.name, ours, theirs, f"{variant} on both sides (the only libggml-cpu beside llama-server)", args)

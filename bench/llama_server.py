@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -89,11 +90,11 @@ def link_cpu_backend(bin_dir: Path, variant: str) -> Path:
     return lib
 
 
-def decoder_cpu_variant() -> str:
-    """The CPU variant the decoder loads on this machine (in a child: loading it is for life)."""
-    code = "from workers.decoder.llama import init_backend; print(init_backend().cpu_variant)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
-    return out.stdout.strip().splitlines()[-1]
+def decoder_cpu_variant(model: Path) -> str:
+    """The CPU variant a decoder worker would load here: the one its self-test probe passes."""
+    command = [sys.executable, "-m", "workers.decoder.selftest", "--probe", "--model", str(model), "--tokens", "1"]
+    out = subprocess.run(command, capture_output=True, text=True, check=True, cwd=ROOT)
+    return str(json.loads(out.stdout.strip().splitlines()[-1])["cpu_variant"])
 
 
 @dataclass

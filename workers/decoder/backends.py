@@ -167,15 +167,13 @@ def _scores(variants: Mapping[str, Path], pinned: str) -> dict[str, int]:
 
 def _load(lib_dir: Path, pinned: str) -> Backends:
     ggml = _ggml(lib_dir)
-    variants = _variants(lib_dir)
-    if variants:
-        tag = choose_variant(_scores(variants, pinned), cpu_flags(), pinned)
-        if not ggml.ggml_backend_load(str(variants[tag]).encode()):
-            raise BackendError(f"llama.cpp could not load its CPU variant {variants[tag]}")
+    tag = pick_variant(lib_dir, pinned)
+    if tag != BUILT_IN:
+        path = lib_dir / f"{_PREFIX}{tag}{_SUFFIX}"
+        if not ggml.ggml_backend_load(str(path).encode()):
+            raise BackendError(f"llama.cpp could not load its CPU variant {path}")
     elif pinned not in ("auto", BUILT_IN):
         raise BackendError(f"CPU variant {pinned!r} asked for, but this llama.cpp build has its CPU code built in")
-    else:
-        tag = BUILT_IN
     for path in _other_backends(lib_dir):  # GPU backends of a CUDA (or other) build
         if not ggml.ggml_backend_load(str(path).encode()):
             log.warning("llama.cpp backend %s did not load (no device or driver?)", path.name)
