@@ -19,8 +19,9 @@ def list_models(settings: Settings, *, as_json: bool) -> int:
     )
     configured = {
         "decoder": (settings.decoder_model, settings.decoder_model_sha256),
-        "speech": (settings.asr_model, settings.asr_model_sha256),
+        "hearing": (settings.asr_model, settings.asr_model_sha256),
         "image": clip,
+        "voice": (settings.tts_voice, settings.tts_voice_sha256),
     }
     rows = []
     failed = False

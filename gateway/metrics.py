@@ -11,7 +11,7 @@ from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from gateway.services import Services
-from shared.celery_app import QUEUE_AUDIO, QUEUE_DECODE, QUEUE_IMAGE, redis_queue_lists
+from shared.celery_app import QUEUE_AUDIO, QUEUE_DECODE, QUEUE_IMAGE, QUEUE_SPEECH, redis_queue_lists
 from shared.metrics import ACTIVE_BATCHES, QUEUE_DEPTH
 
 router = APIRouter()
@@ -20,7 +20,9 @@ router = APIRouter()
 @router.get("/metrics", include_in_schema=False)
 async def metrics(request: Request) -> Response:
     services: Services = request.app.state.services
-    lists = redis_queue_lists(services.settings.celery_broker_url, (QUEUE_AUDIO, QUEUE_IMAGE, QUEUE_DECODE))
+    lists = redis_queue_lists(
+        services.settings.celery_broker_url, (QUEUE_AUDIO, QUEUE_IMAGE, QUEUE_DECODE, QUEUE_SPEECH)
+    )
     if lists:  # a Redis broker (RabbitMQ has its own queue metrics)
         broker = services.redis if services.settings.broker_url is None else None
         if broker is not None:

@@ -19,11 +19,13 @@ from shared.messages import Priority
 QUEUE_AUDIO: Final = "audio"
 QUEUE_IMAGE: Final = "image"
 QUEUE_DECODE: Final = "decode"
+QUEUE_SPEECH: Final = "speech"
 
 TASK_DECODE_GENERATE: Final = "decode.generate"
 TASK_AUDIO_STREAM: Final = "audio.stream"
 TASK_AUDIO_TRANSCRIBE: Final = "audio.transcribe"
 TASK_IMAGE_DESCRIBE: Final = "image.describe"
+TASK_SPEECH_SYNTHESIZE: Final = "speech.synthesize"
 
 # Redis keeps one list per priority step and pops the lowest number first; AMQP brokers deliver
 # the highest number first, from queues declared with x-max-priority.
@@ -64,11 +66,14 @@ def create_celery(settings: Settings) -> Celery:
         },
         task_time_limit=int(settings.decode_time_limit_s + 30),
         task_soft_time_limit=int(settings.decode_time_limit_s + 15),
-        task_queues=[Queue(q, queue_arguments=queue_args) for q in (QUEUE_AUDIO, QUEUE_IMAGE, QUEUE_DECODE)],
+        task_queues=[
+            Queue(q, queue_arguments=queue_args) for q in (QUEUE_AUDIO, QUEUE_IMAGE, QUEUE_DECODE, QUEUE_SPEECH)
+        ],
         task_routes={
             "audio.*": {"queue": QUEUE_AUDIO},
             "image.*": {"queue": QUEUE_IMAGE},
             "decode.*": {"queue": QUEUE_DECODE},
+            "speech.*": {"queue": QUEUE_SPEECH},
         },
         task_default_queue=QUEUE_DECODE,
         worker_hijack_root_logger=False,

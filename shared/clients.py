@@ -6,7 +6,7 @@ worker whose lease expired has died, so the task is sent again and the next work
 the stream ends; a task taken by a worker that died before starting it is sent again; a job no
 worker picks up in time fails with a clear error instead of hanging; the media a response waits on
 are watched too (`shared/media_tasks.py`). `DecoderClient` and `TranscriptionClient` are the two
-kinds of job the gateway runs.
+kinds of job the gateway runs, and `SpeechClient` the third: one piece of speech.
 """
 
 from __future__ import annotations
@@ -14,14 +14,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 import redis.asyncio as aioredis
 from celery import Celery
 
 from shared import recovery
-from shared.celery_app import TASK_AUDIO_TRANSCRIBE, TASK_DECODE_GENERATE, send
+from shared.celery_app import TASK_AUDIO_TRANSCRIBE, TASK_DECODE_GENERATE, TASK_SPEECH_SYNTHESIZE, send
 from shared.config import Settings
 from shared.keys import Keys
 from shared.media_tasks import MediaWatch, Needs
@@ -31,6 +31,7 @@ from shared.messages import (
     Priority,
     ResponseFinal,
     StreamEvent,
+    SynthesizeRequest,
     TranscribeRequest,
     TranscriptionFinal,
 )
@@ -226,5 +227,27 @@ class TranscriptionClient:
             priority=priority,
             attach=attach,
             detached=detached,
+        ):
+            yield event
+
+
+class SpeechClient:
+    def __init__(self, jobs: JobClient, settings: Settings) -> None:
+        self._jobs = jobs
+        self._settings = settings
+
+    async def synthesize(
+        self, request: SynthesizeRequest, owner: str, priority: Priority = "interactive"
+    ) -> AsyncGenerator[StreamEvent, None]:
+        """Yield the piece's `AudioChunk`s, ending with exactly one `ResponseFinal`."""
+        wait = self._settings.decode_queue_timeout_s
+        unavailable = ResponseFinal(
+            status="failed",
+            error_code="speech_unavailable",
+            error_message=f"No speech worker took the text within {wait:.0f} s.",
+        )
+        payload = request.model_dump(mode="json")
+        async for event in self._jobs.run(
+            TASK_SPEECH_SYNTHESIZE, request.job_id, owner, payload, unavailable, priority=priority
         ):
             yield event

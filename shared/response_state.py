@@ -217,6 +217,9 @@ class AsyncResponseStore(_Store):
     async def request_cancel(self, response_id: str, reason: str) -> None:
         await self._r.set(self._keys.response_cancel(response_id), reason, nx=True, ex=self._ttl_s)
 
+    async def cancel_requested(self, response_id: str) -> bool:
+        return bool(await self._r.exists(self._keys.response_cancel(response_id)))
+
     async def finish_unclaimed(self, response_id: str, final: FinalEvent) -> bool:
         """End a response no worker has started (cancelled while queued, or no decoder came)."""
         keys, args = self._finish_args(response_id, "unclaimed", "", final)

@@ -41,9 +41,9 @@ def fresh_redis_url(redis_base: str) -> str:
 
 @pytest.fixture(scope="session")
 def stack(redis_base: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """One decoder worker and the gateway, shared by the end-to-end tests."""
+    """One worker of each kind and the gateway, shared by the end-to-end tests."""
     log_dir: Path = tmp_path_factory.mktemp("stack")
-    with running_stack(f"{redis_base}/0", log_dir, decoders=1) as s:
+    with running_stack(f"{redis_base}/0", log_dir, decoders=1, speech=1) as s:
         yield s
 
 

@@ -145,6 +145,7 @@ def running_stack(
     decoders: int = 1,
     audio: int = 1,
     image: int = 1,
+    speech: int = 0,
     gateway: bool = True,
     **settings: str,
 ) -> Iterator[Stack]:
@@ -156,11 +157,14 @@ def running_stack(
             stack.start_worker("audio", f"audio-{i}")
         for i in range(image):
             stack.start_worker("image", f"image-{i}")
+        for i in range(speech):
+            stack.start_worker("speech", f"speech-{i}")
         if gateway:
             stack.start_gateway()
         stack.wait_ready("decode", decoders)
         stack.wait_ready("audio", audio)
         stack.wait_ready("image", image)
+        stack.wait_ready("speech", speech)
         yield stack
     finally:
         stack.close()

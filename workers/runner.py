@@ -20,7 +20,7 @@ import redis
 from celery.signals import worker_ready, worker_shutting_down
 
 from shared import recovery
-from shared.celery_app import QUEUE_AUDIO, QUEUE_DECODE, QUEUE_IMAGE, create_celery
+from shared.celery_app import QUEUE_AUDIO, QUEUE_DECODE, QUEUE_IMAGE, QUEUE_SPEECH, create_celery
 from shared.config import Settings, WorkerKind
 from shared.exits import EXIT_CANNOT_LOAD
 from shared.keys import Keys
@@ -65,6 +65,9 @@ _KINDS: dict[str, _Kind] = {
     ),
     "image": _Kind(
         "workers.image.tasks", QUEUE_IMAGE, lambda s: (s.image_threads, "passive"), lambda s: s.image_concurrency
+    ),
+    "speech": _Kind(
+        "workers.speech.tasks", QUEUE_SPEECH, lambda s: (s.speech_threads, "passive"), lambda s: s.speech_concurrency
     ),
 }
 

@@ -13,7 +13,7 @@ FilePurpose = Literal["batch", "batch_output"]
 BatchStatus = Literal[
     "validating", "failed", "in_progress", "finalizing", "completed", "expired", "cancelling", "cancelled"
 ]
-BatchEndpoint = Literal["/v1/chat/completions", "/v1/audio/transcriptions"]
+BatchEndpoint = Literal["/v1/chat/completions", "/v1/audio/transcriptions", "/v1/audio/speech"]
 BATCH_ENDS: tuple[BatchStatus, ...] = ("failed", "completed", "expired", "cancelled")
 
 

@@ -22,6 +22,16 @@ class OutputText(ClientModel):
     text: str
 
 
+class OutputAudio(ClientModel):
+    """A spoken reply: its transcript is what the model said (trimmed by `conversation.item.truncate` to
+    what the user heard). "audio" is the beta name, stored as "output_audio". The audio itself went to
+    the client as it was made and is not kept."""
+
+    type: Literal["output_audio", "audio"]
+    transcript: str = ""
+    audio: str | None = None
+
+
 class InputAudio(ClientModel):
     """Speech in a user message. `audio` (base64, in the session's input format) is only ever sent by a
     client creating an item; the server keeps the audio in Redis and fills in `transcript`."""
@@ -41,7 +51,7 @@ class InputImage(ClientModel):
     description: str | None = None
 
 
-ContentPart = Annotated[InputText | OutputText | InputAudio | InputImage, Field(discriminator="type")]
+ContentPart = Annotated[InputText | OutputText | OutputAudio | InputAudio | InputImage, Field(discriminator="type")]
 
 
 class MessageItem(ClientModel):
@@ -78,8 +88,8 @@ class MessageItem(ClientModel):
         return bool(self.content) and all(isinstance(p, InputImage) for p in self.content)
 
 
-def part_text(part: InputText | OutputText | InputAudio | InputImage) -> str:
-    if isinstance(part, InputAudio):
+def part_text(part: InputText | OutputText | OutputAudio | InputAudio | InputImage) -> str:
+    if isinstance(part, InputAudio | OutputAudio):
         return part.transcript or ""
     if isinstance(part, InputImage):
         return f"[Picture: {part.description or 'could not be read'}]\n"

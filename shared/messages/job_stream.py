@@ -1,5 +1,5 @@
-"""The entries of a job's Redis Stream (`v: 1`): a response's tokens, a transcription's segments, and
-the final entry that ends each."""
+"""The entries of a job's Redis Stream (`v: 1`): a response's tokens, a transcription's segments, a
+spoken piece's audio, and the final entry that ends each."""
 
 from __future__ import annotations
 
@@ -38,6 +38,15 @@ class ResponseFinal(StrictModel):
     usage: TokenUsage = Field(default_factory=TokenUsage)
 
 
+class AudioChunk(StrictModel):
+    """Some synthesized speech of one piece, already in the format its request asked for."""
+
+    v: Literal[1] = 1
+    type: Literal["audio"] = "audio"
+    audio: str  # base64
+    samples: int = Field(ge=0)  # at the request's rate: what the chunk lasts
+
+
 class TranscriptWord(StrictModel):
     word: str
     start: float
@@ -71,7 +80,7 @@ class TranscriptionFinal(StrictModel):
 
 
 StreamEvent = Annotated[
-    TokenDelta | ResponseFinal | TranscriptSegment | TranscriptionFinal, Field(discriminator="type")
+    TokenDelta | ResponseFinal | TranscriptSegment | TranscriptionFinal | AudioChunk, Field(discriminator="type")
 ]
 FinalEvent = ResponseFinal | TranscriptionFinal
 stream_event_adapter: TypeAdapter[StreamEvent] = TypeAdapter(StreamEvent)

@@ -11,13 +11,14 @@ from pydantic import Field, TypeAdapter
 
 from shared.messages.base import ClientModel
 from shared.messages.items import MessageItem
-from shared.messages.session import SessionPatch
+from shared.messages.session import OutputModality, SessionPatch
 
 
 class ResponseParams(ClientModel):
     instructions: str | None = None
     max_output_tokens: Annotated[int, Field(ge=1)] | Literal["inf"] | None = None
-    output_modalities: list[Literal["text"]] | None = Field(None, min_length=1)
+    output_modalities: list[OutputModality] | None = Field(None, min_length=1, max_length=2)
+    modalities: list[OutputModality] | None = Field(None, min_length=1, max_length=2)  # beta name
     temperature: float | None = Field(None, ge=0.0, le=2.0)
     conversation: Literal["auto", "none"] = "auto"
     metadata: dict[str, str] | None = None
@@ -46,6 +47,16 @@ class ConversationItemRetrieve(ClientModel):
     type: Literal["conversation.item.retrieve"]
     event_id: str | None = None
     item_id: str
+
+
+class ConversationItemTruncate(ClientModel):
+    """Cut an assistant item's audio (and its transcript) to what the user heard, e.g. after barge-in."""
+
+    type: Literal["conversation.item.truncate"]
+    event_id: str | None = None
+    item_id: str
+    content_index: int = Field(0, ge=0)
+    audio_end_ms: int = Field(ge=0)
 
 
 class InputAudioBufferAppend(ClientModel):
@@ -81,6 +92,7 @@ _ClientEvents = (
     | ConversationItemCreate
     | ConversationItemDelete
     | ConversationItemRetrieve
+    | ConversationItemTruncate
     | InputAudioBufferAppend
     | InputAudioBufferCommit
     | InputAudioBufferClear

@@ -9,7 +9,7 @@ from pydantic import Field
 from shared.errors import ErrorCode, ErrorType
 from shared.messages.base import FinalStatus, StrictModel, new_event_id
 from shared.messages.items import MessageItem
-from shared.messages.session import MaxTokens, Session
+from shared.messages.session import MaxTokens, OutputModality, Session
 
 ResponseStatus = Literal["in_progress", "completed", "cancelled", "incomplete", "failed"]
 
@@ -53,7 +53,7 @@ class Response(StrictModel):
     status_details: StatusDetails | None = None
     output: list[MessageItem] = Field(default_factory=list)
     conversation_id: str | None = None
-    output_modalities: list[Literal["text"]] = ["text"]
+    output_modalities: list[OutputModality] = ["text"]
     max_output_tokens: MaxTokens = "inf"
     metadata: dict[str, str] | None = None
     usage: Usage | None = None
@@ -157,13 +157,18 @@ class TextPart(StrictModel):
     text: str = ""
 
 
+class AudioPart(StrictModel):
+    type: Literal["audio"] = "audio"
+    transcript: str = ""
+
+
 class ResponseContentPartAdded(_ServerEvent):
     type: Literal["response.content_part.added"] = "response.content_part.added"
     response_id: str
     item_id: str
     output_index: int
     content_index: int
-    part: TextPart
+    part: TextPart | AudioPart
 
 
 class ResponseContentPartDone(_ServerEvent):
@@ -172,7 +177,7 @@ class ResponseContentPartDone(_ServerEvent):
     item_id: str
     output_index: int
     content_index: int
-    part: TextPart
+    part: TextPart | AudioPart
 
 
 class ResponseOutputTextDelta(_ServerEvent):
@@ -191,6 +196,48 @@ class ResponseOutputTextDone(_ServerEvent):
     output_index: int
     content_index: int
     text: str
+
+
+class ResponseOutputAudioDelta(_ServerEvent):
+    type: Literal["response.output_audio.delta"] = "response.output_audio.delta"
+    response_id: str
+    item_id: str
+    output_index: int
+    content_index: int
+    delta: str  # base64, in the session's audio.output.format
+
+
+class ResponseOutputAudioDone(_ServerEvent):
+    type: Literal["response.output_audio.done"] = "response.output_audio.done"
+    response_id: str
+    item_id: str
+    output_index: int
+    content_index: int
+
+
+class ResponseOutputAudioTranscriptDelta(_ServerEvent):
+    type: Literal["response.output_audio_transcript.delta"] = "response.output_audio_transcript.delta"
+    response_id: str
+    item_id: str
+    output_index: int
+    content_index: int
+    delta: str
+
+
+class ResponseOutputAudioTranscriptDone(_ServerEvent):
+    type: Literal["response.output_audio_transcript.done"] = "response.output_audio_transcript.done"
+    response_id: str
+    item_id: str
+    output_index: int
+    content_index: int
+    transcript: str
+
+
+class ConversationItemTruncated(_ServerEvent):
+    type: Literal["conversation.item.truncated"] = "conversation.item.truncated"
+    item_id: str
+    content_index: int
+    audio_end_ms: int
 
 
 class InputAudioBufferCommitted(_ServerEvent):
@@ -275,6 +322,11 @@ ServerEvent = (
     | ResponseContentPartDone
     | ResponseOutputTextDelta
     | ResponseOutputTextDone
+    | ResponseOutputAudioDelta
+    | ResponseOutputAudioDone
+    | ResponseOutputAudioTranscriptDelta
+    | ResponseOutputAudioTranscriptDone
+    | ConversationItemTruncated
     | InputAudioBufferCommitted
     | InputAudioBufferCleared
     | InputAudioBufferSpeechStarted

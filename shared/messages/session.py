@@ -58,8 +58,27 @@ class AudioInput(ClientModel):
     turn_detection: ServerVad | None = Field(default_factory=ServerVad)
 
 
+class AudioOutput(ClientModel):
+    """How replies are spoken when `output_modalities` is `["audio"]`. Every voice name OpenAI documents
+    is accepted and speaks with the configured voice (a speech worker has one); so does its own name."""
+
+    format: AudioFormat = Field(default_factory=PcmFormat)
+    voice: str = Field("alloy", min_length=1, max_length=64)
+    speed: float = Field(1.0, ge=0.25, le=1.5)
+
+
 class SessionAudio(ClientModel):
     input: AudioInput = Field(default_factory=AudioInput)
+    output: AudioOutput = Field(default_factory=AudioOutput)
+
+
+# `["text"]` or `["audio"]` (speech with its transcript), as in the GA API; the beta's `["text", "audio"]`
+# means audio.
+OutputModality = Literal["text", "audio"]
+
+
+def output_modalities(given: list[OutputModality]) -> list[OutputModality]:
+    return ["audio"] if "audio" in given else ["text"]
 
 
 class SessionPatch(ClientModel):
@@ -73,14 +92,33 @@ class SessionPatch(ClientModel):
     type: Literal["realtime"] | None = None
     model: str | None = None
     instructions: str | None = None
-    output_modalities: list[Literal["text"]] | None = Field(None, min_length=1)
+    output_modalities: list[OutputModality] | None = Field(None, min_length=1, max_length=2)
+    modalities: list[OutputModality] | None = Field(None, min_length=1, max_length=2)  # beta name
     max_output_tokens: Annotated[int, Field(ge=1)] | Literal["inf"] | None = None
     temperature: float | None = Field(None, ge=0.0, le=2.0)
     audio: SessionAudio | None = None
     input_audio_format: Literal["pcm16", "g711_ulaw", "g711_alaw"] | None = None
     turn_detection: ServerVad | None = None
     input_audio_transcription: InputTranscription | None = None
+    voice: str | None = Field(None, min_length=1, max_length=64)  # beta name
+    output_audio_format: Literal["pcm16", "g711_ulaw", "g711_alaw"] | None = None  # beta name
     fusion: FusionMode | None = None
+
+    def modalities_change(self) -> list[OutputModality] | None:
+        given = self.output_modalities or self.modalities
+        return None if given is None else output_modalities(given)
+
+    def audio_output_changes(self) -> dict[str, Any]:
+        """The `audio.output` fields this patch sets, beta names folded in."""
+        changes: dict[str, Any] = {}
+        if self.output_audio_format is not None:
+            changes["format"] = TypeAdapter(AudioFormat).validate_python(_BETA_FORMATS[self.output_audio_format])
+        if self.voice is not None:
+            changes["voice"] = self.voice
+        if self.audio is not None and "output" in self.audio.model_fields_set:
+            given = self.audio.output
+            changes.update({name: getattr(given, name) for name in given.model_fields_set})
+        return changes
 
     def audio_input_changes(self) -> dict[str, Any]:
         """The `audio.input` fields this patch sets, beta names folded in."""
@@ -103,7 +141,7 @@ class Session(StrictModel):
     object: Literal["realtime.session"] = "realtime.session"
     id: str
     model: str
-    output_modalities: list[Literal["text"]] = ["text"]
+    output_modalities: list[OutputModality] = ["text"]
     instructions: str = ""
     max_output_tokens: MaxTokens = "inf"
     temperature: float
@@ -111,8 +149,13 @@ class Session(StrictModel):
     fusion: FusionMode = "text"
 
     def merged(self, patch: SessionPatch) -> Session:
-        keep = {"instructions", "output_modalities", "max_output_tokens", "temperature", "fusion"}
+        keep = {"instructions", "max_output_tokens", "temperature", "fusion"}
         update: dict[str, Any] = {k: v for k, v in patch.model_dump(include=keep).items() if v is not None}
-        if changes := patch.audio_input_changes():
-            update["audio"] = SessionAudio(input=self.audio.input.model_copy(update=changes))
+        if (modalities := patch.modalities_change()) is not None:
+            update["output_modalities"] = modalities
+        heard, spoken = patch.audio_input_changes(), patch.audio_output_changes()
+        if heard or spoken:
+            update["audio"] = SessionAudio(
+                input=self.audio.input.model_copy(update=heard), output=self.audio.output.model_copy(update=spoken)
+            )
         return self.model_copy(update=update)

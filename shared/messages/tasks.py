@@ -67,3 +67,22 @@ class AudioStreamRequest(StrictModel):
 
     v: Literal[1] = 1
     session_id: str
+
+
+# How a speech worker writes audio: PCM16 at `rate`, or G.711 µ-law / A-law (8 kHz by definition).
+SpeechEncoding = Literal["pcm16", "pcmu", "pcma"]
+
+
+class SynthesizeRequest(StrictModel):
+    """Payload of `speech.synthesize`: one speakable piece of a reply (or of /v1/audio/speech input).
+
+    The audio goes to the job stream of `job_id` as `AudioChunk`s in `encoding` at `rate`, resampled
+    once from the voice's own rate.
+    """
+
+    v: Literal[1] = 1
+    job_id: str
+    text: str = Field(min_length=1, max_length=4096)
+    speed: float = Field(1.0, ge=0.25, le=4.0)  # OpenAI's range; > 1 speaks faster
+    encoding: SpeechEncoding = "pcm16"
+    rate: int = Field(24_000, ge=8000, le=48_000)

@@ -58,3 +58,27 @@ def test_converter_checks_byte_count_and_upsamples_g711():
         InputConverter("audio/pcm", 24000).convert(b"\x00\x01\x02")
     out = InputConverter("audio/pcmu", 24000).convert(bytes([0xFF]) * 800)
     assert len(out) == 1600 and not out.any()
+
+
+@pytest.mark.parametrize(("law", "table"), [("pcmu", ULAW), ("pcma", ALAW)])
+def test_g711_compression_inverts_expansion(law, table):
+    from shared.pcm import compress_g711, expand_g711
+
+    codes = np.arange(256, dtype=np.uint8)
+    again = expand_g711(compress_g711(table[codes], law), table)
+    assert np.array_equal(again, table[codes])  # every code's value maps back to an equal value
+    tone = _tone(8000, 440)
+    error = expand_g711(compress_g711(tone, law), table).astype(np.float64) - tone
+    assert np.sqrt(np.mean(error**2)) < 0.05 * 10000  # G.711 keeps a speech-level tone well
+
+
+@pytest.mark.parametrize(
+    ("encoding", "rate", "per_sample"), [("pcm16", 24000, 2), ("pcm16", 16000, 2), ("pcmu", 24000, 1)]
+)
+def test_output_encoder_resamples_once_to_the_clients_rate(encoding, rate, per_sample):
+    from shared.pcm import OutputEncoder
+
+    encoder = OutputEncoder(22050, encoding, rate)
+    data, samples = encoder.encode(_tone(22050, 500))
+    expected = 8000 if encoding == "pcmu" else rate
+    assert abs(samples - expected) <= 24 and len(data) == samples * per_sample

@@ -1,0 +1,1 @@
+"""The speech worker: reply text to a voice (Piper)."""
