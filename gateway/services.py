@@ -14,7 +14,7 @@ from gateway.batch.store import BatchStore
 from gateway.quotas import Quotas
 from shared.audio_bus import AudioBus
 from shared.celery_app import create_celery
-from shared.clients import DecoderClient, JobClient, TranscriptionClient
+from shared.clients import DecoderClient, JobClient, SpeechClient, TranscriptionClient
 from shared.config import Settings
 from shared.image_bus import ImageBus
 from shared.keys import Keys
@@ -34,6 +34,7 @@ class Services:
     decoder: DecoderClient
     audio: AudioBus
     transcriptions: TranscriptionClient
+    speech: SpeechClient
     images: ImageBus
     files: FileStore
     batches: BatchStore
@@ -60,6 +61,7 @@ class Services:
             decoder=DecoderClient(jobs, settings),
             audio=audio,
             transcriptions=TranscriptionClient(jobs, settings),
+            speech=SpeechClient(jobs, settings),
             images=images,
             files=FileStore(client, keys, ttl_s=settings.files_ttl_s),
             batches=BatchStore(client, keys, ttl_s=settings.files_ttl_s),

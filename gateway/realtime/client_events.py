@@ -17,6 +17,7 @@ from gateway.realtime.items import announce_item, check_length, checked_item
 from gateway.realtime.runner import ResponseRunner
 from gateway.realtime.state import SessionState
 from gateway.services import Services
+from shared.config import OPENAI_VOICES
 from shared.errors import InvalidRequest
 from shared.messages import (
     CLIENT_EVENT_TYPES,
@@ -26,6 +27,8 @@ from shared.messages import (
     ConversationItemDeleted,
     ConversationItemRetrieve,
     ConversationItemRetrieved,
+    ConversationItemTruncate,
+    ConversationItemTruncated,
     InputAudio,
     InputAudioBufferAppend,
     InputAudioBufferClear,
@@ -33,6 +36,7 @@ from shared.messages import (
     InputAudioBufferCommit,
     InputAudioBufferCommitted,
     MessageItem,
+    OutputAudio,
     RateLimit,
     RateLimitsUpdated,
     ResponseCancel,
@@ -58,6 +62,7 @@ class ClientEvents:
             ConversationItemCreate: self._item_create,
             ConversationItemDelete: self._item_delete,
             ConversationItemRetrieve: self._item_retrieve,
+            ConversationItemTruncate: self._item_truncate,
             InputAudioBufferAppend: self._audio_append,
             InputAudioBufferCommit: self._audio_commit,
             InputAudioBufferClear: self._audio_clear,
@@ -110,6 +115,11 @@ class ClientEvents:
         if patch.instructions is not None:
             check_length(patch.instructions, self._settings.max_instructions_chars, "session.instructions")
         session = self._state.session.merged(patch)
+        if not self._settings.accepts_voice(voice := session.audio.output.voice):
+            known = ", ".join((*OPENAI_VOICES, self._settings.voice_name))
+            raise InvalidRequest(
+                f"Unknown voice {voice[:64]!r}; use one of: {known}.", param="session.audio.output.voice"
+            )
         self._state.audio.set_format(session.audio.input.format)  # refused while audio is buffered
         self._state.session = session
         await self._services.sessions.save(session)
@@ -138,6 +148,32 @@ class ClientEvents:
     async def _item_retrieve(self, event: ConversationItemRetrieve) -> None:
         item = await self._services.sessions.get_item(self._state.session_id, event.item_id)
         await self._socket.send(ConversationItemRetrieved(item=item))
+
+    async def _item_truncate(self, event: ConversationItemTruncate) -> None:
+        """Cut a spoken reply to what the user heard: its transcript keeps only the words played.
+
+        A reply still running (the usual case: the user spoke over it) takes the cut when it ends.
+        """
+        sid = self._state.session_id
+        item = await self._services.sessions.get_item(sid, event.item_id)
+        index, end_ms = event.content_index, event.audio_end_ms
+        spoken = self._state.spoken.get(item.id)
+        running = spoken is not None and item.status == "in_progress"
+        has_audio = index < len(item.content) and isinstance(item.content[index], OutputAudio)
+        if item.role != "assistant" or not (running or has_audio) or (running and index != 0):
+            raise InvalidRequest("Only the audio of an assistant message can be truncated.", param="content_index")
+        played = spoken.played_ms if spoken is not None else 0
+        if end_ms > played:
+            raise InvalidRequest(
+                f"audio_end_ms ({end_ms}) is past the end of the audio sent ({played} ms).", param="audio_end_ms"
+            )
+        if spoken is not None:
+            spoken.truncated_ms = end_ms
+        if not running:
+            content = list(item.content)
+            content[index] = OutputAudio(type="output_audio", transcript=spoken.heard(end_ms) if spoken else "")
+            await self._services.sessions.replace_item(sid, item.model_copy(update={"content": content}))
+        await self._socket.send(ConversationItemTruncated(item_id=item.id, content_index=index, audio_end_ms=end_ms))
 
     # --- input audio ----------------------------------------------------------------------------
 

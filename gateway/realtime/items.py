@@ -18,11 +18,12 @@ from shared.messages import (
     InputImage,
     InputText,
     MessageItem,
+    OutputAudio,
     OutputText,
 )
 from shared.pcm import TARGET_RATE, InputConverter
 
-_ALLOWED = {"user": (InputText, InputAudio, InputImage), "system": (InputText,), "assistant": (OutputText,)}
+_ALLOWED = {"user": (InputText, InputAudio, InputImage), "system": (InputText,), "assistant": (OutputText, OutputAudio)}
 _MAX_PICTURES = 8
 
 
@@ -43,7 +44,7 @@ def checked_item(item: MessageItem, settings: Settings, fmt: AudioFormat) -> Che
         raise InvalidRequest("A message needs at least one content part.", param="item.content")
     speech: bytes | None = None
     pictures: list[tuple[int, str]] = []
-    content: list[InputText | OutputText | InputAudio | InputImage] = []
+    content: list[InputText | OutputText | OutputAudio | InputAudio | InputImage] = []
     for index, part in enumerate(item.content):
         if not isinstance(part, _ALLOWED[item.role]):
             raise InvalidRequest(
@@ -63,6 +64,9 @@ def checked_item(item: MessageItem, settings: Settings, fmt: AudioFormat) -> Che
                 )
             pictures.append((index, part.image_url))
             content.append(InputImage(type="input_image", detail=part.detail))
+        elif isinstance(part, OutputAudio):  # what was said is kept; the audio itself is not
+            check_length(part.transcript, settings.max_text_chars, "item.content.transcript")
+            content.append(OutputAudio(type="output_audio", transcript=part.transcript))
         else:
             check_length(part.text, settings.max_text_chars, "item.content.text")
             content.append(OutputText(type="output_text", text=part.text) if isinstance(part, OutputText) else part)

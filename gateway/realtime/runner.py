@@ -19,11 +19,20 @@ from dataclasses import dataclass
 
 from gateway.realtime.client_socket import ClientGone, ClientSocket
 from gateway.realtime.items import check_length
-from gateway.realtime.responder import stream_response
+from gateway.realtime.responder import Stop, stream_response
 from gateway.realtime.state import SessionState
 from gateway.services import Services
+from gateway.speech.stream import SpeechStream, encoding_of
 from shared.errors import InvalidRequest
-from shared.messages import GenerateRequest, Response, ResponseCreated, ResponseParams, new_id
+from shared.messages import (
+    AudioOutput,
+    GenerateRequest,
+    Response,
+    ResponseCreated,
+    ResponseParams,
+    new_id,
+    output_modalities,
+)
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +42,7 @@ class _Planned:
     response: Response
     request: GenerateRequest
     in_conversation: bool
+    voice: AudioOutput | None  # how to speak it; None: a text reply
 
 
 class ResponseRunner:
@@ -45,6 +55,7 @@ class ResponseRunner:
         self._busy = False
         self._task: asyncio.Task[None] | None = None
         self._response_id: str | None = None  # announced and not yet ended
+        self._stop = Stop.new()  # of the announced response: silences its audio at once
         self._automatic_due = False
         self.ended: list[str] = []  # responses that ran to their end; their keys go with the session
 
@@ -92,11 +103,13 @@ class ResponseRunner:
                 code="response_cancel_not_active",
                 param="response_id" if response_id else None,
             )
+        self._stop.set("client_cancelled")
         await self._services.decoder.cancel(active)
 
     async def interrupt(self) -> None:
         """Barge-in: the user speaks over the running response, which ends `cancelled` (turn_detected)."""
         if self._response_id is not None:
+            self._stop.set("turn_detected")
             await self._services.decoder.cancel(self._response_id, "turn_detected")
 
     async def close(self) -> None:
@@ -147,6 +160,9 @@ class ResponseRunner:
                 sessions=self._services.sessions,
                 send=self._socket.send,
                 in_conversation=planned.in_conversation,
+                speech=self._speech(planned.voice),
+                stop=self._stop,
+                on_item=self._state.remember_spoken,
             )
         except ClientGone:
             raise
@@ -158,6 +174,19 @@ class ResponseRunner:
             self.ended.append(rid)
         finally:
             self._response_id = None
+
+    def _speech(self, voice: AudioOutput | None) -> SpeechStream | None:
+        if voice is None:
+            return None
+        encoding, rate = encoding_of(voice.format)
+        return SpeechStream(
+            self._services.speech,
+            self._state.session_id,
+            encoding=encoding,
+            rate=rate,
+            speed=voice.speed,
+            ahead=self._services.settings.speech_pieces_ahead,
+        )
 
     async def _next_automatic(self) -> _Planned | None:
         """The queued automatic response, announced; None when none is due or it could not start."""
@@ -185,9 +214,12 @@ class ResponseRunner:
         check_length(instructions, s.max_instructions_chars, "response.instructions")
         max_tokens = params.max_output_tokens or session.max_output_tokens
         in_conversation = params.conversation == "auto"
+        asked = params.output_modalities or params.modalities
+        modalities = output_modalities(asked) if asked else session.output_modalities
         response = Response(
             id=new_id("resp"),
             conversation_id=session.id if in_conversation else None,
+            output_modalities=modalities,
             max_output_tokens=max_tokens,
             metadata=params.metadata,
         )
@@ -203,10 +235,12 @@ class ResponseRunner:
             if max_tokens == "inf"
             else min(max_tokens, s.max_output_tokens_cap),
         )
-        return _Planned(response, request, in_conversation)
+        voice = session.audio.output if modalities == ["audio"] else None
+        return _Planned(response, request, in_conversation, voice)
 
     async def _announce(self, planned: _Planned) -> None:
         self._response_id = planned.response.id  # from here a cancel or a barge-in reaches it
+        self._stop = Stop.new()
         try:
             await self._socket.send(ResponseCreated(response=planned.response))
         except BaseException:

@@ -146,9 +146,27 @@ def test_session_merge_only_changes_given_fields():
     assert session.merged(SessionPatch(model="other")).model == "m"
 
 
-def test_session_refuses_audio_output():
+def test_session_takes_audio_output_in_ga_and_beta_shapes():
+    session = Session(id="sess_1", model="m", temperature=0.7)
+    ga = SessionPatch.model_validate(
+        {
+            "output_modalities": ["audio"],
+            "audio": {"output": {"voice": "marin", "speed": 1.2, "format": {"type": "audio/pcmu"}}},
+        }
+    )
+    merged = session.merged(ga)
+    assert merged.output_modalities == ["audio"]
+    assert (merged.audio.output.voice, merged.audio.output.speed) == ("marin", 1.2)
+    assert merged.audio.output.format.type == "audio/pcmu"
+    assert merged.audio.input == session.audio.input  # input settings untouched
+    beta = session.merged(SessionPatch.model_validate({"modalities": ["text", "audio"], "voice": "ash"}))
+    assert beta.output_modalities == ["audio"] and beta.audio.output.voice == "ash"
+    beta = session.merged(SessionPatch.model_validate({"output_audio_format": "g711_alaw"}))
+    assert beta.audio.output.format.type == "audio/pcma" and beta.output_modalities == ["text"]
     with pytest.raises(ValidationError):
-        SessionPatch.model_validate({"output_modalities": ["audio"]})
+        SessionPatch.model_validate({"output_modalities": ["video"]})
+    with pytest.raises(ValidationError):
+        SessionPatch.model_validate({"audio": {"output": {"speed": 3.0}}})
 
 
 def test_stream_events_round_trip():
