@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from gateway import health, metrics, webpage
 from gateway.auth import ApiKeyGuard, Keys
 from gateway.batch.scheduler import BatchScheduler
-from gateway.http import batches, chat, errors, files, openapi, transcriptions
+from gateway.http import batches, chat, errors, files, openapi, speech, transcriptions
 from gateway.http.limits import BodySizeLimit
 from gateway.realtime import router as realtime
 from gateway.services import Services
@@ -43,6 +43,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(metrics.router)
     app.include_router(realtime.router)
     app.include_router(transcriptions.router)
+    app.include_router(speech.router)
     app.include_router(chat.router)
     app.include_router(files.router)
     app.include_router(batches.router)

@@ -15,10 +15,14 @@ from gateway.batch.lines import Line, TranscriptionBody
 from gateway.http import completion, transcriptions
 from gateway.http.chat_schema import ChatCompletionRequest
 from gateway.http.errors import error_body
+from gateway.http.speech import SpeechBody, check_speech, speak
 from gateway.services import Services
-from shared.errors import ErrorInfo, InvalidRequest, MMStreamError, TooLarge, error_info
+from gateway.speech.containers import whole_file
+from shared.errors import ErrorInfo, InvalidRequest, MMStreamError, TooLarge, error_info, status_for
 from shared.messages import TranscribeRequest
 
+# The id of a line's job: its response, its transcription, or (speech) the flag its pieces stop at.
+_PREFIX: dict[type, str] = {ChatCompletionRequest: "chatcmpl", TranscriptionBody: "trn", SpeechBody: "tts"}
 # Failures worth another attempt: no worker came, one died, or an encoder did not answer in time.
 _TRANSIENT_STATUS = frozenset({500, 502, 503, 504})
 
@@ -38,7 +42,7 @@ def _tag(batch_id: str, line: Line, attempt: int) -> str:
 
 async def cancel_line(services: Services, batch_id: str, line: Line, attempt: int, reason: str) -> None:
     """Stop the job an attempt at a line runs (its response, or its transcription)."""
-    prefix = "chatcmpl" if isinstance(line.body, ChatCompletionRequest) else "trn"
+    prefix = _PREFIX[type(line.body)]
     await services.decoder.cancel(f"{prefix}_{_tag(batch_id, line, attempt)}", reason)
 
 
@@ -48,6 +52,8 @@ async def run_line(services: Services, batch_id: str, line: Line, attempt: int, 
     try:
         if isinstance(line.body, ChatCompletionRequest):
             return await _chat(services, line.body, tag, follow)
+        if isinstance(line.body, SpeechBody):
+            return await _speech(services, line.body, tag)
         return await _transcription(services, line.body, tag, follow)
     except MMStreamError as exc:
         info = error_info(exc)
@@ -93,6 +99,31 @@ async def _transcription(services: Services, body: TranscriptionBody, tag: str, 
         return _cancelled(job_id)
     status, payload = transcriptions.failure(final)
     return Outcome(status, payload, job_id, retry=status in _TRANSIENT_STATUS)
+
+
+async def _speech(services: Services, body: SpeechBody, tag: str) -> Outcome:
+    """Speak the line's input whole (a gateway taking over says it again: its pieces are not kept);
+    the body holds the file, base64, in `response_format`."""
+    check_speech(body, services.settings)
+    job_id = f"tts_{tag}"
+    stream = speak(services, body, job_id, priority="batch")
+    pcm: list[bytes] = []
+    try:
+        async for chunk in stream.chunks():
+            pcm.append(base64.b64decode(chunk.audio))
+            if await services.responses.cancel_requested(job_id):
+                return _cancelled(job_id)
+    finally:
+        await stream.stop()
+    if (final := stream.failure) is not None:
+        code = final.error_code or "server_error"
+        info = ErrorInfo("server_error", code, final.error_message or "Speech failed.", None, status_for(code))
+        return Outcome(info.status, error_body(info), job_id, retry=info.status in _TRANSIENT_STATUS)
+    audio = b"".join(pcm)
+    data = whole_file(body.response_format, audio)
+    seconds = len(audio) / 2 / stream.spoken.rate
+    payload = {"object": "audio.speech", "format": body.response_format, "duration_s": round(seconds, 3)}
+    return Outcome(200, {**payload, "data": base64.b64encode(data).decode()}, job_id)
 
 
 def _cancelled(request_id: str) -> Outcome:

@@ -13,6 +13,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from gateway.http.chat_schema import ChatCompletionRequest
+from gateway.http.speech import SpeechBody
 from shared.errors import ErrorCode, error_info
 from shared.messages import BatchEndpoint, BatchError
 
@@ -33,11 +34,14 @@ class TranscriptionBody(BaseModel):
     timestamp_granularities: list[Literal["word", "segment"]] = Field(default_factory=list)
 
 
+Body = ChatCompletionRequest | TranscriptionBody | SpeechBody
+
+
 @dataclass(frozen=True)
 class Line:
     index: int  # 0-based position in the file
     custom_id: str
-    body: ChatCompletionRequest | TranscriptionBody
+    body: Body
 
 
 @dataclass(frozen=True)
@@ -105,13 +109,20 @@ def _read_line(n: int, raw: bytes, endpoint: BatchEndpoint, seen: set[str]) -> L
     body = obj.get("body")
     if not isinstance(body, dict):
         raise _Refused("invalid_body", "needs a 'body' object.", custom_id)
+    return Line(n, custom_id, _body(endpoint, body, custom_id))
+
+
+def _body(endpoint: BatchEndpoint, body: dict[str, object], custom_id: str) -> Body:
     try:
         if endpoint == "/v1/audio/transcriptions":
-            return Line(n, custom_id, TranscriptionBody.model_validate(body))
-        chat = ChatCompletionRequest.model_validate(body)
+            return TranscriptionBody.model_validate(body)
+        model = SpeechBody if endpoint == "/v1/audio/speech" else ChatCompletionRequest
+        parsed: ChatCompletionRequest | SpeechBody = model.model_validate(body)
     except ValidationError as exc:
         info = error_info(exc)
         raise _Refused(info.code, info.message, custom_id) from exc
-    if chat.stream:
+    if isinstance(parsed, SpeechBody) and parsed.stream_format != "audio":
+        raise _Refused("invalid_body", "'stream_format' must be 'audio' in a batch.", custom_id)
+    if isinstance(parsed, ChatCompletionRequest) and parsed.stream:
         raise _Refused("invalid_body", "'stream' is not allowed in a batch.", custom_id)
-    return Line(n, custom_id, chat)
+    return parsed

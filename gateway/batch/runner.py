@@ -23,8 +23,10 @@ from gateway.batch.files import FileStore
 from gateway.batch.lines import BadLine, Line, Parsed, parse
 from gateway.batch.store import BatchStore
 from gateway.services import Services
+from shared.config import WorkerKind
 from shared.errors import ErrorCode, NotFound
 from shared.messages import (
+    BatchEndpoint,
     BatchError,
     BatchErrors,
     BatchLineError,
@@ -40,6 +42,12 @@ log = logging.getLogger(__name__)
 LEASE_MS = 10_000
 _TICK_S = 0.5
 _CAPACITY_EVERY_S = 5.0
+# Whose slots a batch's lines take.
+_WORKER_KIND: dict[BatchEndpoint, WorkerKind] = {
+    "/v1/chat/completions": "decode",
+    "/v1/audio/transcriptions": "audio",
+    "/v1/audio/speech": "speech",
+}
 _RETRY_PAUSE_S = 2.0
 
 
@@ -169,7 +177,7 @@ class BatchRunner:
         if time.monotonic() - self._capacity_at > _CAPACITY_EVERY_S:
             s = self._services.settings
             batch = await self._store.get(self._id)
-            kind = "decode" if batch.endpoint == "/v1/chat/completions" else "audio"
+            kind = _WORKER_KIND[batch.endpoint]
             total = await slots(self._services.redis, self._services.keys, kind)
             self._capacity = max(1, int(total * s.batch_decoder_share))
             self._capacity_at = time.monotonic()

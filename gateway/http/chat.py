@@ -22,7 +22,7 @@ router = APIRouter(responses=documented(401, 429))
 @router.get("/v1/models")
 async def list_models(request: Request) -> dict[str, Any]:
     s = request.app.state.services.settings
-    ids = [s.served_model_name, *s.model_aliases, s.asr_served_name]
+    ids = [s.served_model_name, *s.model_aliases, s.asr_served_name, s.tts_served_name]
     return {"object": "list", "data": [{"id": i, "object": "model", "created": 0, "owned_by": "mmstream"} for i in ids]}
 
 

@@ -47,6 +47,13 @@ class ChatMessage(_Body):
     content: str | Annotated[list[Part], Field(min_length=1)]
 
 
+class AudioOutputParams(_Body):
+    """How to speak the reply when `modalities` holds "audio" (OpenAI's `audio` parameter)."""
+
+    voice: str = Field(min_length=1, max_length=64)
+    format: Literal["wav", "mp3", "flac", "opus", "aac", "pcm16"]
+
+
 class StreamOptions(_Body):
     include_usage: bool = False
 
@@ -63,6 +70,8 @@ class ChatCompletionRequest(_Body):
     stop: str | Annotated[list[str], Field(max_length=_MAX_STOPS)] | None = None
     seed: int | None = None
     n: Literal[1] | None = Field(None, description="Choices per request: only one.")
+    modalities: list[Literal["text", "audio"]] | None = Field(None, min_length=1, max_length=2)
+    audio: AudioOutputParams | None = None
 
     def stops(self) -> list[str]:
         return [self.stop] if isinstance(self.stop, str) else list(self.stop or [])

@@ -4,7 +4,9 @@ A request becomes a short-lived conversation in Redis: its messages are items (p
 image workers, speech to the audio workers, as over the websocket), and the decoder answers it
 through the same queue and response stream. `Completion` relays the reply, cuts it at a stop
 sequence (`stops.StopFilter`) and shapes it as OpenAI does: one object, or `chat.completion.chunk`
-server-sent events.
+server-sent events. With `modalities: ["text", "audio"]` the reply is spoken as it streams
+(`gateway.speech`): `message.audio` holds the whole file and its transcript, or streamed chunks carry
+`delta.audio` transcript and PCM16 data as they come.
 """
 
 from __future__ import annotations
@@ -21,11 +23,20 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
-from gateway.http.chat_schema import AudioPart, ChatCompletionRequest, ChatMessage, ImagePart, TextPart
+from gateway.http.chat_schema import (
+    AudioOutputParams,
+    AudioPart,
+    ChatCompletionRequest,
+    ChatMessage,
+    ImagePart,
+    TextPart,
+)
 from gateway.http.errors import error_body
 from gateway.http.stops import StopFilter
 from gateway.image_urls import image_bytes
 from gateway.services import Services
+from gateway.speech.containers import SpeechFormat, rate_for, whole_file
+from gateway.speech.stream import SpeechStream, audio_tokens
 from shared.errors import REDIS_LOST, ErrorInfo, InvalidRequest, NotFound, TooLarge, status_for
 from shared.messages import (
     GenerateRequest,
@@ -67,6 +78,17 @@ def check(services: Services, body: ChatCompletionRequest) -> StopFilter:
             code="model_not_found",
             param="model",
         )
+    if body.modalities and "audio" in body.modalities:
+        if body.audio is None:
+            raise InvalidRequest(
+                "'audio' (voice and format) is required when modalities include audio.",
+                code="missing_required_parameter",
+                param="audio",
+            )
+        if not s.accepts_voice(body.audio.voice):
+            raise InvalidRequest(f"Unknown voice {body.audio.voice!r}.", param="audio.voice")
+        if body.stream and body.audio.format != "pcm16":
+            raise InvalidRequest("Streamed audio comes as pcm16 only.", param="audio.format")
     return StopFilter(body.stops())
 
 
@@ -106,7 +128,8 @@ async def start(
         priority=priority,
         require_media=require_media,
     )
-    return Completion(services, request, body.model, stops, attach=stored, detached=detached)
+    voice = body.audio if body.modalities and "audio" in body.modalities else None
+    return Completion(services, request, body.model, stops, attach=stored, detached=detached, voice=voice)
 
 
 def _instructions(messages: list[ChatMessage]) -> str | None:
@@ -190,8 +213,12 @@ class Completion:
         *,
         attach: bool = False,
         detached: bool = False,
+        voice: AudioOutputParams | None = None,
     ) -> None:
         self._services = services
+        self._voice = voice
+        self._speech_failure: ResponseFinal | None = None
+        self._audio_ms = 0
         self._request = request
         self._model = model
         self._stops = stops
@@ -236,6 +263,58 @@ class Completion:
                 _cleanups.add(task)
                 task.add_done_callback(_cleanups.discard)
 
+    async def _spoken(self, *, read_media: bool = False) -> AsyncIterator[tuple[str, str]]:
+        """The reply's text ("text", piece) and its audio ("audio", base64 PCM16) as they come, merged."""
+        assert self._voice is not None
+        fmt: SpeechFormat = "pcm" if self._voice.format == "pcm16" else self._voice.format
+        speech = SpeechStream(
+            self._services.speech,
+            self._request.session_id,
+            encoding="pcm16",
+            rate=rate_for(fmt),
+            speed=1.0,
+            ahead=self._services.settings.speech_pieces_ahead,
+            priority=self._request.priority,
+        )
+        out: asyncio.Queue[tuple[str, str] | None] = asyncio.Queue()
+
+        async def text() -> None:
+            try:
+                async for piece in self._text(read_media=read_media):
+                    speech.add(piece)
+                    out.put_nowait(("text", piece))
+                if self._stops.stopped or (self._final is not None and self._final.status == "completed"):
+                    speech.finish()
+                else:
+                    await speech.stop()
+            finally:
+                out.put_nowait(None)
+
+        async def audio() -> None:
+            try:
+                async for chunk in speech.chunks():
+                    out.put_nowait(("audio", chunk.audio))
+            finally:
+                out.put_nowait(None)
+
+        tasks = [asyncio.create_task(text()), asyncio.create_task(audio())]
+        try:
+            ended = 0
+            while ended < len(tasks):
+                if (entry := await out.get()) is None:
+                    ended += 1
+                else:
+                    yield entry
+            for task in tasks:
+                task.result()  # a failure in either is this one's
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await speech.stop()
+            self._speech_failure = speech.failure
+            self._audio_ms = speech.spoken.played_ms
+
     async def _read_media(self) -> list[dict[str, Any]]:
         """What the workers made of the request's pictures and speech (descriptions, transcripts)."""
         media: list[dict[str, Any]] = []
@@ -265,17 +344,23 @@ class Completion:
     def _usage(self) -> dict[str, Any]:
         u = self._final.usage if self._final is not None else None
         prompt, completion, cached = (u.input_tokens, u.output_tokens, u.cached_tokens) if u else (0, 0, 0)
-        return {
+        spoken = audio_tokens(self._audio_ms)
+        usage: dict[str, Any] = {
             "prompt_tokens": prompt,
-            "completion_tokens": completion,
-            "total_tokens": prompt + completion,
+            "completion_tokens": completion + spoken,
+            "total_tokens": prompt + completion + spoken,
             "prompt_tokens_details": {"cached_tokens": cached},
         }
+        if self._voice is not None:
+            usage["completion_tokens_details"] = {"text_tokens": completion, "audio_tokens": spoken}
+        return usage
 
     def failure(self) -> ErrorInfo | None:
         """Why the response failed, as an HTTP error; None when it produced an answer."""
         final = self._final
-        if final is None or final.status != "failed" or self._stops.stopped:
+        if self._speech_failure is not None and (final is None or final.status != "failed"):
+            final = self._speech_failure
+        if final is None or final.status != "failed" or (self._stops.stopped and final is self._final):
             return None
         code = final.error_code or "server_error"
         status = status_for(code)
@@ -287,10 +372,27 @@ class Completion:
 
         `input_media` (an mmstream extension) says what the workers saw and heard in the request.
         """
-        text = "".join([piece async for piece in self._text(read_media=True)])
+        audio: list[bytes] = []
+        if self._voice is None:
+            text = "".join([piece async for piece in self._text(read_media=True)])
+        else:
+            pieces: list[str] = []
+            async for kind, value in self._spoken(read_media=True):
+                if kind == "text":
+                    pieces.append(value)
+                else:
+                    audio.append(base64.b64decode(value))
+            text = "".join(pieces)
         if (failure := self.failure()) is not None:
             return failure.status, error_body(failure)
-        message = {"role": "assistant", "content": text, "refusal": None}
+        message: dict[str, Any] = {"role": "assistant", "content": text, "refusal": None}
+        if self._voice is not None:
+            message["content"] = None
+            message["audio"] = {
+                **self._audio_ref(),
+                "data": _audio_file(self._voice, b"".join(audio)),
+                "transcript": text,
+            }
         choice = {"index": 0, "message": message, "logprobs": None, "finish_reason": self._finish_reason()}
         body: dict[str, Any] = {
             "id": self._request.response_id,
@@ -304,10 +406,19 @@ class Completion:
             body["input_media"] = self._media
         return 200, body
 
+    def _audio_ref(self) -> dict[str, Any]:
+        # The audio is not kept here: its id names it, and it expires at once.
+        return {"id": f"audio_{self._request.response_id}", "expires_at": self._created}
+
     async def chunks(self, *, include_usage: bool) -> AsyncIterator[str]:
-        yield self._chunk({"role": "assistant", "content": ""})
-        async for text in self._text():
-            yield self._chunk({"content": text})
+        if self._voice is None:
+            yield self._chunk({"role": "assistant", "content": ""})
+            async for text in self._text():
+                yield self._chunk({"content": text})
+        else:
+            yield self._chunk({"role": "assistant", "content": None, "audio": {**self._audio_ref(), "transcript": ""}})
+            async for kind, value in self._spoken():
+                yield self._chunk({"audio": {"transcript": value} if kind == "text" else {"data": value}})
         if (failure := self.failure()) is not None:
             yield _sse(error_body(failure))
         else:
@@ -331,3 +442,8 @@ class Completion:
 
 def _sse(payload: dict[str, Any]) -> str:
     return f"data: {json.dumps(payload)}\n\n"
+
+
+def _audio_file(voice: AudioOutputParams, pcm: bytes) -> str:
+    """The reply's whole audio, base64, in the asked format."""
+    return base64.b64encode(whole_file("pcm" if voice.format == "pcm16" else voice.format, pcm)).decode()
