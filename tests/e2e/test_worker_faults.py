@@ -1,4 +1,4 @@
-"""Audio and image workers killed in the middle of their work: the work is redone, the reply right.
+"""Audio, image and speech workers killed in the middle of their work: the work is redone, the reply right.
 
 Each victim is frozen (SIGSTOP) at a moment it holds the work, then SIGKILLed, so the kill lands
 mid-task every run: an image worker that has taken a picture's task off the queue, an audio worker
@@ -21,7 +21,7 @@ from pathlib import Path
 
 from tests.helpers import Stack, make_stack, realtime, stream_audio, user_message, wait_for
 from tests.pictures import data_url, image_message, picture
-from tests.speech import silence, speak
+from tests.speech import silence, speak, wav_bytes
 
 NO_VAD = {"type": "session.update", "session": {"type": "realtime", "audio": {"input": {"turn_detection": None}}}}
 
@@ -159,3 +159,56 @@ async def test_slow_workers_hit_their_time_limits_and_the_client_is_told(fresh_r
             text, final = await rt.ask("What is the capital of France? Answer in one word.")
             assert final["response"]["status"] == "completed" and "Paris" in text
         os.killpg(frozen.pid, signal.SIGCONT)
+
+
+async def test_speech_worker_killed_mid_piece(fresh_redis_url, tmp_path):
+    """A speech worker frozen holding a piece of a reply, then killed: the piece is spoken by the next."""
+    import httpx
+
+    stack = make_stack(fresh_redis_url, tmp_path, lease_ttl_s="2")
+    try:
+        victim = stack.start_worker("speech", "speech-victim")
+        stack.start_worker("audio", "audio-0")
+        stack.start_gateway()
+        stack.wait_ready("speech")
+        stack.wait_ready("audio")
+        client = stack.redis()
+        text = "The first sentence is short. The second one is a little longer. The third sentence ends it."
+        body = {"model": "tts-1", "voice": "alloy", "input": text, "response_format": "pcm"}
+
+        def frozen_holding_a_piece() -> bool:
+            running = [k for k in client.scan_iter("mmtest:response:speech_*:lease")]
+            if not running:
+                return False
+            os.killpg(victim.pid, signal.SIGSTOP)
+            _wait_stopped(victim.pid)
+            if any(client.exists(k) for k in running):
+                return True
+            os.killpg(victim.pid, signal.SIGCONT)  # it finished the piece just then: try again
+            return False
+
+        async with httpx.AsyncClient(base_url=stack.http, timeout=90) as http:
+            reply = asyncio.create_task(http.post("/v1/audio/speech", json=body))
+            await asyncio.to_thread(wait_for, frozen_holding_a_piece, 20, "the speech worker to hold a piece", 0.002)
+            _kill(stack.procs.pop("speech-victim"))
+            killed = time.monotonic()
+            stack.start_worker("speech", "speech-1")
+            pcm = (await reply).content
+            took = time.monotonic() - killed
+            heard = (
+                (
+                    await http.post(
+                        "/v1/audio/transcriptions",
+                        data={"model": "whisper-1"},
+                        files={"file": ("reply.wav", wav_bytes(pcm))},
+                    )
+                )
+                .json()["text"]
+                .lower()
+            )
+        assert "first" in heard and "third" in heard and "ends" in heard, heard
+        assert "stopped renewing its lease" in (tmp_path / "gateway.log").read_text()
+        print(f"spoken {took:.1f} s after the speech worker was killed")
+        assert took < 30
+    finally:
+        stack.close()
