@@ -82,12 +82,14 @@ class JobClient:
         by a gateway that has since stopped) is followed from its first event instead of being
         started again. `waits_on` names the session and items whose media the job needs.
         """
-        if not (attach and await self._store.exists(job_id)):
-            await self._store.create(job_id, owner)
-            await self._send(task, payload, priority)
         last_id = "0-0"
         finished = False
         try:
+            # Inside the try: a caller that stops waiting while the job is being created or sent (a
+            # barge-in cancelling a reply's next pieces) still cancels it, so no worker does it for nobody.
+            if not (attach and await self._store.exists(job_id)):
+                await self._store.create(job_id, owner)
+                await self._send(task, payload, priority)
             while True:
                 entries = await self._store.read(job_id, last_id, _BLOCK_MS)
                 for entry_id, event in entries:
@@ -106,6 +108,10 @@ class JobClient:
                 self._media.forget(waits_on.session_id)
             if not finished and not detached:
                 await asyncio.shield(self.cancel(job_id))
+
+    async def forget(self, job_ids: list[str]) -> None:
+        """Delete the keys of jobs that have ended (their final event read)."""
+        await self._store.forget(job_ids)
 
     async def cancel(self, job_id: str, reason: str = "client_cancelled") -> None:
         """Ask the worker to stop; a job still waiting in the queue ends at once."""
@@ -251,3 +257,7 @@ class SpeechClient:
             TASK_SPEECH_SYNTHESIZE, request.job_id, owner, payload, unavailable, priority=priority
         ):
             yield event
+
+    async def forget(self, job_id: str) -> None:
+        """A piece whose final event was read: its audio is gone from Redis at once, not at its TTL."""
+        await self._jobs.forget([job_id])

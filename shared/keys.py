@@ -27,7 +27,8 @@ class Keys:
     def session_order(self, session_id: str) -> str:
         return f"{self.prefix}:session:{session_id}:order"
 
-    # A response: its state hash, its event stream, the cancel flag and the worker's lease.
+    # A response: its state hash, its event stream, the cancel flag and the worker's lease. Every job a
+    # client waits on lives under these (HTTP transcriptions, and each spoken piece of a reply).
     def response(self, response_id: str) -> str:
         return f"{self.prefix}:response:{response_id}"
 

@@ -29,6 +29,12 @@ TIME_TO_FIRST_TOKEN = Histogram(
     ["route"],
     buckets=_LATENCY,
 )
+TIME_TO_FIRST_AUDIO = Histogram(
+    "mmstream_time_to_first_audio_seconds",
+    "From a spoken response's start to its first audio, as the client sees it.",
+    ["route"],
+    buckets=_LATENCY,
+)
 ERRORS = Counter("mmstream_errors_total", "Errors sent to clients, by code.", ["code"])
 
 # --- workers ----------------------------------------------------------------------------------------

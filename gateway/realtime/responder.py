@@ -56,7 +56,7 @@ from shared.messages import (
     Usage,
     new_id,
 )
-from shared.metrics import TIME_TO_FIRST_TOKEN
+from shared.metrics import TIME_TO_FIRST_AUDIO, TIME_TO_FIRST_TOKEN
 from shared.sessions import SessionStore
 
 log = logging.getLogger(__name__)
@@ -198,6 +198,7 @@ async def _forward_audio(speech: SpeechStream, send: Send, where: _PartRef, stop
     """Send the reply's audio as it is made, until it ends or `stop` is set (then at once)."""
     stopped = asyncio.create_task(stop.event.wait())
     chunks = aiter(speech.chunks())
+    started, first = time.perf_counter(), True
     try:
         while True:
             following = asyncio.ensure_future(anext(chunks))
@@ -210,6 +211,9 @@ async def _forward_audio(speech: SpeechStream, send: Send, where: _PartRef, stop
                 chunk = following.result()
             except StopAsyncIteration:
                 return
+            if first:
+                TIME_TO_FIRST_AUDIO.labels("realtime").observe(time.perf_counter() - started)
+                first = False
             await send(ResponseOutputAudioDelta(**where, delta=chunk.audio))
     finally:
         stopped.cancel()

@@ -162,6 +162,8 @@ class SpeechStream:
                             job.chunks.put_nowait(event)
                         elif isinstance(event, ResponseFinal) and event.status == "failed" and self.failure is None:
                             self.failure = event
+                    # Ended: its keys go now. (A piece cancelled mid-way keeps its cancel flag for its worker.)
+                    await self._speech.forget(request.job_id)
                 finally:
                     with contextlib.suppress(Exception):
                         await events.aclose()  # a cancelled piece: the job is cancelled too

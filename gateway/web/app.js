@@ -1,5 +1,8 @@
 // The web chat: one websocket to /v1/realtime, nothing else. Typed text, pictures, camera frames and
-// microphone audio go up as Realtime client events; replies and transcripts come down as they stream.
+// microphone audio go up as Realtime client events; replies and transcripts come down as they stream,
+// and with "speak replies" the reply's audio plays as it arrives (cut short when you speak over it).
+
+import { Player } from "./player.js";
 
 const $ = (id) => document.getElementById(id);
 const log = $("log");
@@ -15,6 +18,7 @@ let replies = new Map(); // response id -> its bubble
 let spoken = new Map(); // item id -> the bubble of speech being transcribed
 let mic = null; // {context, stream}
 let camera = null; // {stream, timer}
+const player = new Player(RATE);
 
 function connect() {
   const url = `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/v1/realtime`;
@@ -57,7 +61,11 @@ function configure() {
   const vad = $("vad").checked;
   const session = {
     type: "realtime",
-    audio: { input: { format: { type: "audio/pcm", rate: RATE }, turn_detection: vad ? { type: "server_vad" } : null } },
+    output_modalities: [$("voice").checked ? "audio" : "text"],
+    audio: {
+      input: { format: { type: "audio/pcm", rate: RATE }, turn_detection: vad ? { type: "server_vad" } : null },
+      output: { format: { type: "audio/pcm", rate: RATE } },
+    },
   };
   // Optional settings from the address: /?temperature=0&instructions=...&fusion=text
   const params = new URLSearchParams(location.search);
@@ -75,7 +83,11 @@ function handle(event) {
       replies.set(event.response.id, bubble("assistant", ""));
       stop.disabled = false;
       break;
-    case "response.output_text.delta": {
+    case "response.output_audio.delta":
+      player.play(event.item_id, event.delta);
+      break;
+    case "response.output_text.delta":
+    case "response.output_audio_transcript.delta": {
       const li = replies.get(event.response_id) || bubble("assistant", "");
       replies.set(event.response_id, li);
       li.textContent += event.delta;
@@ -96,6 +108,7 @@ function handle(event) {
     }
     case "input_audio_buffer.speech_started":
       partial.textContent = "listening…";
+      silence(); // the server cancels the reply; what was heard of it is what stays in the conversation
       break;
     case "input_audio_buffer.speech_stopped":
       partial.textContent = "";
@@ -160,8 +173,20 @@ function ask(content) {
   return send({ type: "conversation.item.create", item }) && send({ type: "response.create" });
 }
 
-stop.addEventListener("click", () => send({ type: "response.cancel" }));
+stop.addEventListener("click", () => {
+  send({ type: "response.cancel" });
+  silence();
+});
 $("vad").addEventListener("change", configure);
+$("voice").addEventListener("change", () => {
+  if ($("voice").checked) player.unlock();
+  configure();
+});
+
+function silence() {
+  const cut = player.stop();
+  if (cut) send({ type: "conversation.item.truncate", item_id: cut.item, content_index: 0, audio_end_ms: cut.ms });
+}
 $("commit").addEventListener("click", () => {
   send({ type: "input_audio_buffer.commit" });
   send({ type: "response.create" });

@@ -27,9 +27,9 @@ KEY = "sk-fuzz-0123456789abcdef"
 AUTH = {"Authorization": f"Bearer {KEY}"}
 EXAMPLES = 40  # generated cases per route and mode (valid, invalid), besides schemathesis's coverage cases
 # The model ids the routes accept.
-MODELS = {"/v1/chat/completions": "fuzz-llm", "/v1/audio/transcriptions": "fuzz-asr"}
+MODELS = {"/v1/chat/completions": "fuzz-llm", "/v1/audio/transcriptions": "fuzz-asr", "/v1/audio/speech": "fuzz-tts"}
 # The one 5xx the routes may answer: no worker of the kind needed runs (this gateway has none).
-NO_WORKER = {"decoder_unavailable", "audio_unavailable", "media_unavailable"}
+NO_WORKER = {"decoder_unavailable", "audio_unavailable", "media_unavailable", "speech_unavailable"}
 
 
 @pytest.fixture(scope="module")
@@ -45,6 +45,7 @@ def gateway(redis_base: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         api_keys=json.dumps([KEY]),
         served_model_name=MODELS["/v1/chat/completions"],
         asr_served_name=MODELS["/v1/audio/transcriptions"],
+        tts_served_name=MODELS["/v1/audio/speech"],
         limit_requests_per_minute="0",  # the fuzz sends thousands a minute; limits have tests of their own
         decode_queue_timeout_s="1",  # a request that reaches a worker queue gets its 503 after 1 s, not 5
     ) as stack:

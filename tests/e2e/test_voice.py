@@ -55,6 +55,7 @@ async def test_speech_endpoint_speaks_what_it_is_given(stack: Stack):
             assert (w.getframerate(), w.getnchannels(), w.getsampwidth()) == (24000, 1, 2)
             pcm = w.readframes(10**7)  # a streamed WAV says "length unknown": read what there is
         assert 2.0 < len(pcm) / 48000 < 8.0
+        assert "piper" in [m.id async for m in client.models.list()]
         heard = await _heard(client, wav)
         assert "capital" in heard and "paris" in heard
 
@@ -143,8 +144,10 @@ async def test_barge_in_silences_the_reply_and_truncate_keeps_what_was_heard(sta
         await rt.until("session.updated")
         await rt.send(user_message("Count from one to forty in words, one number per sentence."))
         await rt.send({"type": "response.create"})
+        said = ""
         while (event := await rt.next())["type"] != "response.output_audio.delta":
             assert event["type"] != "response.done", event
+            said += event.get("delta", "") if event["type"] == "response.output_audio_transcript.delta" else ""
         item_id = event["item_id"]
         played = len(base64.b64decode(event["delta"]))
         await rt.send({"type": "response.cancel"})
@@ -158,6 +161,7 @@ async def test_barge_in_silences_the_reply_and_truncate_keeps_what_was_heard(sta
         done = event["response"]
         assert done["status"] == "cancelled" and done["status_details"]["reason"] == "client_cancelled"
         full = done["output"][0]["content"][0]["transcript"]
+        assert len(said) < len(full)  # the first audio came while the reply was still being written
 
         played_ms = played // 2 * 1000 // 24000
         await rt.send({"type": "conversation.item.truncate", "item_id": item_id, "audio_end_ms": played_ms + 5000})

@@ -1,7 +1,8 @@
 """The web chat page in a real browser: Debian's chromium driven by Playwright, fake media devices.
 
 A typed question, an uploaded picture and a spoken question (espeak-ng speech played as the
-microphone) each get the expected reply on the page; a screenshot is saved beside the test logs.
+microphone) each get the expected reply on the page, and with "speak replies" the reply comes as audio
+with its transcript; a screenshot is saved beside the test logs.
 """
 
 from __future__ import annotations
@@ -82,6 +83,22 @@ async def test_typed_pictured_and_spoken_questions_are_answered(stack: Stack, tm
             await page.click("#send")
             await expect(page.locator("li.assistant").nth(0)).to_contain_text("Rome")
             await page.screenshot(path=str(stack.log_dir / "web-chat-typed.png"))
+
+            # Spoken replies: the transcript fills the bubble while the audio deltas play.
+            audio_deltas: list[str] = []
+            page.on(
+                "websocket",
+                lambda ws: ws.on(
+                    "framereceived",
+                    lambda frame: audio_deltas.append(frame) if "response.output_audio.delta" in str(frame) else None,
+                ),
+            )
+            await fresh_page()
+            await page.check("#voice")
+            await page.fill("#text", "What is the capital of Italy? Answer in one word.")
+            await page.click("#send")
+            await expect(page.locator("li.assistant").nth(0)).to_contain_text("Rome")
+            assert audio_deltas, "no audio came with the spoken reply"
 
             await fresh_page()
             await page.fill("#text", "What colour is the shape in the picture? Answer with one word.")

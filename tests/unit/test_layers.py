@@ -1,5 +1,6 @@
-"""Who may import whom: serving code never imports training or the command line, and the HTTP API
-does not reach into the websocket's modules. Read from the source, so a new import fails here."""
+"""Who may import whom: serving code never imports training or the command line, the gateway no model
+library, and the HTTP API does not reach into the websocket's modules. Read from the source, so a new
+import fails here."""
 
 from __future__ import annotations
 
@@ -14,7 +15,17 @@ ROOT = Path(__file__).resolve().parents[2]
 FORBIDDEN = {
     "workers": ("cli", "training", "gateway"),
     "shared": ("cli", "training", "gateway", "workers"),
-    "gateway": ("cli", "training", "workers"),
+    "gateway": (
+        "cli",
+        "training",
+        "workers",
+        "torch",
+        "faster_whisper",
+        "open_clip",
+        "onnxruntime",
+        "llama_cpp",
+        "piper",
+    ),
     "gateway/http": ("gateway.realtime",),
 }
 
