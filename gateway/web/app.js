@@ -179,8 +179,8 @@ stop.addEventListener("click", () => {
 });
 $("vad").addEventListener("change", configure);
 $("voice").addEventListener("change", () => {
-  if ($("voice").checked) player.unlock();
   configure();
+  if ($("voice").checked) player.unlock().catch((err) => showError(`Audio cannot play here: ${err.message}`));
 });
 
 function silence() {

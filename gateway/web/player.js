@@ -11,9 +11,9 @@ export class Player {
   }
 
   // Call from a click: browsers start audio only after a gesture.
-  unlock() {
+  async unlock() {
     this.context ||= new AudioContext({ sampleRate: this.rate });
-    return this.context.resume();
+    await this.context.resume();
   }
 
   play(itemId, b64) {

@@ -7,6 +7,7 @@ with its transcript; a screenshot is saved beside the test logs.
 
 from __future__ import annotations
 
+import asyncio
 import io
 import re
 import shutil
@@ -98,6 +99,10 @@ async def test_typed_pictured_and_spoken_questions_are_answered(stack: Stack, tm
             await page.fill("#text", "What is the capital of Italy? Answer in one word.")
             await page.click("#send")
             await expect(page.locator("li.assistant").nth(0)).to_contain_text("Rome")
+            for _ in range(300):  # the audio follows its transcript
+                if audio_deltas:
+                    break
+                await asyncio.sleep(0.1)
             assert audio_deltas, "no audio came with the spoken reply"
 
             await fresh_page()
