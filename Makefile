@@ -6,7 +6,7 @@ VENV := .venv
 STAMP := $(VENV)/.installed
 STAMP_DEV := $(VENV)/.installed-dev
 
-LOCKS := requirements/runtime.lock requirements/dev.lock requirements/llama.lock
+LOCKS := requirements/runtime.lock requirements/dev.lock requirements/llama.lock requirements/smart-turn.lock
 # Holds the MMSTREAM_LLAMA_CMAKE_ARGS of the last install, rewritten only when they change: new
 # build flags make the install run again (and rebuild llama.cpp), as a new lock file does.
 LLAMA_ARGS := $(VENV)/.llama-cmake-args

@@ -22,6 +22,7 @@ def list_models(settings: Settings, *, as_json: bool) -> int:
         "hearing": (settings.asr_model, settings.asr_model_sha256),
         "image": clip,
         "voice": (settings.tts_voice, settings.tts_voice_sha256),
+        "turns": (settings.turn_model, settings.turn_model_sha256),
     }
     rows = []
     failed = False
@@ -38,7 +39,13 @@ def list_models(settings: Settings, *, as_json: bool) -> int:
             )
             continue
         try:
-            m = resolve_model(spec, settings.models_dir, allow_downloads=settings.allow_downloads, expected_sha256=sha)
+            m = resolve_model(
+                spec,
+                settings.models_dir,
+                allow_downloads=settings.allow_downloads,
+                expected_sha256=sha,
+                wheels_dir=settings.wheels_dir,
+            )
             rows.append({"role": role, "spec": spec, "path": str(m.path), "sha256": m.sha256, "source": m.source})
         except ModelError as exc:
             failed = True

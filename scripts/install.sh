@@ -45,6 +45,13 @@ fi
 # library built with other flags.
 "${pip[@]}" install --quiet --no-deps --no-index --force-reinstall "$wheel_dir"/llama_cpp_python-"$LLAMA_VERSION"-*.whl
 
+# Smart Turn v3.2 (BSD-2-Clause), the semantic VAD's end-of-turn model, ships inside the pipecat-ai
+# wheel. Only the wheel is fetched, by its hash, and never installed (pipecat would pull in numba and
+# more): the audio worker reads the model out of it (shared/models.py, bundled:smart-turn-v3.2).
+models_wheels="${XDG_CACHE_HOME:-$HOME/.cache}/mmstream/wheels"
+"${pip[@]}" download --quiet --no-deps --only-binary=:all: --require-hashes -d "$models_wheels" \
+  -r requirements/smart-turn.lock
+
 # mmstream itself, editable; its dependencies are all in place from the lock.
 "${pip[@]}" install --quiet --no-deps --no-build-isolation -e .
 "${pip[@]}" check

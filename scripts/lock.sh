@@ -4,6 +4,7 @@
 #   requirements/runtime.lock  everything `scripts/install.sh` installs, but llama-cpp-python and mmstream
 #   requirements/dev.lock      the same plus the test and lint tools (`scripts/install.sh --dev`)
 #   requirements/llama.lock    llama-cpp-python's source archive, built here with our CPU flags
+#   requirements/smart-turn.lock  the pipecat-ai wheel that carries Smart Turn's ONNX (fetched, never installed)
 # The locks are for CPython 3.11 on Linux x86_64 (manylinux_2_28), the platform the project supports.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,4 +17,6 @@ common=(--generate-hashes --python-version 3.11 --python-platform x86_64-manylin
 llama=$(grep -o '"llama-cpp-python==[^"]*"' pyproject.toml | tr -d '"')
 echo "$llama" | "$UV" pip compile --quiet - --no-deps --generate-hashes --python-version 3.11 \
   --custom-compile-command "make lock" -o requirements/llama.lock
-echo "Wrote requirements/runtime.lock, dev.lock and llama.lock."
+"$UV" pip compile --quiet requirements/smart-turn.in --no-deps --generate-hashes --python-version 3.11 \
+  --custom-compile-command "make lock" -o requirements/smart-turn.lock
+echo "Wrote requirements/runtime.lock, dev.lock, llama.lock and smart-turn.lock."

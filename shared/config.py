@@ -168,6 +168,14 @@ class Settings(BaseSettings):
         default_factory=lambda: ["whisper-1"], description="Other transcription model ids accepted (JSON list)."
     )
     store_encoder_states: bool = Field(True, description="Keep each utterance's Whisper encoder output.")
+    turn_model: str = Field(
+        "bundled:smart-turn-v3.2",
+        description="End-of-turn model of semantic VAD: 'bundled:smart-turn-v3.2', or a Smart Turn v3 .onnx path.",
+    )
+    turn_model_sha256: str | None = Field(None, description="Expected sha256 of an end-of-turn model given by path.")
+    turn_threshold: float = Field(
+        0.5, gt=0, lt=1, description="Semantic VAD: the end-of-turn probability at which a pause ends the turn."
+    )
 
     # --- Sight -------------------------------------------------------------------------------
     clip_model: str = Field("mmstream-clip-tiny", description="open_clip model name (or our own config).")
@@ -243,6 +251,10 @@ class Settings(BaseSettings):
 
     # --- Models ------------------------------------------------------------------------------
     models_dir: Path = Field(Path.home() / ".cache" / "mmstream" / "models")
+    wheels_dir: Path = Field(
+        Path.home() / ".cache" / "mmstream" / "wheels",
+        description="Where scripts/install.sh keeps the wheels that models are read out of (Smart Turn's).",
+    )
     allow_downloads: bool = Field(False, description="Let the resolver fetch 'hf:' models from the hub.")
 
     metrics_port: int = Field(

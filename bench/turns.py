@@ -1,0 +1,180 @@
+"""Turn-taking: when does a spoken turn end, under server VAD and under semantic VAD, on speech made here.
+
+The spoken set: questions, each said by espeak-ng in several voices and rates (and by the speech
+worker's Piper voice at two speeds), whole or with a pause of 400-1200 ms in the middle ("What is the
+capital ... of France?"). The pause is put into the recording of the whole sentence, at the quietest
+point near the word boundary, so the words before it keep the sound of a sentence that goes on.
+Each recording, with silence after it, goes through the audio worker's own turn logic
+(`workers.audio.stream.StreamProcessor`) with the real Silero VAD and the real Smart Turn model, in
+100 ms chunks as a client streams it; transcription is left out (it does not decide turns). Reported per setting:
+- cut: the share of paused sentences whose turn ended in the pause (the speaker was cut off);
+- delay: from the end of the speech to the commit, p50 and p95, counting the audio the decision waited
+  for and the time the end-of-turn model took.
+
+Run: python -m bench.turns [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+
+import numpy as np
+
+from shared.config import Settings
+from shared.messages import AudioAppend, AudioCommitted, SemanticVad, ServerVad
+from shared.messages.session import TurnDetection
+from shared.models import resolve_model, voice_files
+from shared.pcm import StreamResampler
+from training.speech import speak
+from workers.audio.stream import StreamProcessor, StreamState, TurnConfig
+from workers.audio.turn import EndOfTurnModel
+from workers.audio.vad import SileroVad
+from workers.audio.whisper import SAMPLE_RATE, WindowResult
+from workers.speech.voice import Voice
+
+# (first part, second part): a pause goes between them in the paused variant.
+QUESTIONS = [
+    ("What is the capital", "of France?"),
+    ("I would like to know", "how far away the moon is."),
+    ("Can you tell me", "what time it is in Tokyo?"),
+    ("How many legs", "does a spider have?"),
+    ("Could you please explain", "why the sky is blue?"),
+    ("What should I cook", "for dinner tonight?"),
+    ("Tell me", "a short story about a cat."),
+    ("Which planet", "is the largest in our solar system?"),
+]
+VOICES = [("en-us", 150), ("en-gb", 130), ("en-us+f3", 170), ("en-us+m3", 140)]
+PAUSES_MS = [400, 700, 1000, 1200]
+CHUNK = SAMPLE_RATE // 10
+
+
+class NoTranscript:
+    def transcribe(self, audio: np.ndarray, prompt: str = "") -> WindowResult:
+        return WindowResult([], 0.0)
+
+
+class TimedTurns:
+    def __init__(self, model: EndOfTurnModel) -> None:
+        self.model = model
+        self.seconds: list[float] = []
+
+    def complete(self, audio: np.ndarray) -> float:
+        started = time.perf_counter()
+        p = self.model.complete(audio)
+        self.seconds.append(time.perf_counter() - started)
+        return p
+
+
+@dataclass
+class Clip:
+    audio: np.ndarray
+    speech_end: int  # samples
+    pause: tuple[int, int] | None  # the pause's span, in samples
+
+
+def _floats(pcm: bytes) -> np.ndarray:
+    return np.frombuffer(pcm, "<i2").astype(np.float32) / 32768
+
+
+def _trimmed(x: np.ndarray) -> np.ndarray:
+    """espeak's own silence at both ends off, so that the pause is the one put in."""
+    loud = np.flatnonzero(np.abs(x) > 0.01)
+    return x[loud[0] : loud[-1] + 1] if len(loud) else x
+
+
+def _voices(quick: bool) -> list[Callable[[str], np.ndarray]]:
+    """Each voice: text -> 16 kHz floats, its own silence trimmed."""
+    said: list[Callable[[str], np.ndarray]] = [
+        partial(lambda t, v, w: _trimmed(_floats(speak(t, rate=SAMPLE_RATE, voice=v, wpm=w))), v=v, w=w)
+        for v, w in (VOICES[:2] if quick else VOICES)
+    ]
+    settings = Settings()
+    voice = Voice(*voice_files(resolve_model(settings.tts_voice, settings.models_dir)), threads=1)
+
+    def piper(text: str, speed: float) -> np.ndarray:
+        pcm = np.concatenate(list(voice.speak(text, speed)))
+        return _trimmed(StreamResampler(voice.rate, SAMPLE_RATE).process(pcm).astype(np.float32) / 32768)
+
+    return said + [partial(piper, speed=speed) for speed in ((1.0,) if quick else (0.9, 1.2))]
+
+
+def _quietest(audio: np.ndarray, near: int) -> int:
+    """The quietest 10 ms within 100 ms of `near`: where a pause goes between two words."""
+    frame, reach = SAMPLE_RATE // 100, SAMPLE_RATE // 10
+    starts = range(max(0, near - reach), min(len(audio) - frame, near + reach), frame // 2)
+    return min(starts, key=lambda i: float(np.mean(audio[i : i + frame] ** 2))) + frame // 2
+
+
+def clips(quick: bool) -> list[Clip]:
+    out = []
+    lead = np.zeros(SAMPLE_RATE // 2, np.float32)
+    tail = np.zeros(SAMPLE_RATE * 9, np.float32)  # past the longest wait
+    for v, say in enumerate(_voices(quick)):
+        for n, (first, second) in enumerate(QUESTIONS[:4] if quick else QUESTIONS):
+            whole = say(f"{first} {second}")
+            out.append(Clip(np.concatenate([lead, whole, tail]), len(lead) + len(whole), None))
+            cut = _quietest(whole, len(say(first)))
+            pause = np.zeros(PAUSES_MS[(n + v) % len(PAUSES_MS)] * SAMPLE_RATE // 1000, np.float32)
+            start = len(lead) + cut
+            audio = np.concatenate([lead, whole[:cut], pause, whole[cut:], tail])
+            out.append(Clip(audio, len(lead) + len(pause) + len(whole), (start, start + len(pause))))
+    return out
+
+
+def run_clip(processor: StreamProcessor, clip: Clip, config: TurnConfig) -> list[int]:
+    """The sample offsets at which turns were committed."""
+    state, audio, commits = StreamState(), np.zeros(0, np.float32), []
+    for i in range(0, len(clip.audio), CHUNK):
+        chunk = clip.audio[i : i + CHUNK]
+        pcm = (chunk * 32767).astype("<i2").tobytes()
+        result = processor.run(state, audio, [(f"{i + 1}-0", AudioAppend(samples=len(chunk)), pcm)], config)
+        state, audio = result.state, result.audio
+        commits += [i + len(chunk) for e in result.events if isinstance(e, AudioCommitted)]
+    return commits
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a quarter of the set")
+    args = parser.parse_args()
+    settings = Settings()
+    model = EndOfTurnModel(
+        resolve_model(settings.turn_model, settings.models_dir, wheels_dir=settings.wheels_dir).path, threads=1
+    )
+    spoken = clips(args.quick)
+    paused = sum(c.pause is not None for c in spoken)
+    print(f"{len(spoken)} clips ({paused} with a pause)\n")
+    settings_list: list[tuple[str, TurnDetection]] = [
+        ("server_vad (500 ms)", ServerVad()),
+        ("server_vad (1200 ms)", ServerVad(silence_duration_ms=1200)),
+        *((f"semantic_vad {e}", SemanticVad(type="semantic_vad", eagerness=e)) for e in ("high", "medium", "low")),
+    ]
+    print("| turn detection | paused sentences cut | commit delay p50 | p95 | end-of-turn model per ask |")
+    print("|---|---|---|---|---|")
+    for name, vad in settings_list:
+        turns = TimedTurns(model)
+        processor = StreamProcessor(NoTranscript(), SileroVad(), turns)
+        config = TurnConfig(vad=vad, turn_threshold=settings.turn_threshold)
+        cut, delays = 0, []
+        for clip in spoken:
+            commits = run_clip(processor, clip, config)
+            if clip.pause is not None and any(clip.pause[0] < c <= clip.pause[1] + CHUNK for c in commits):
+                cut += 1
+            after = [c for c in commits if c >= clip.speech_end]
+            if after:
+                delays.append((after[0] - clip.speech_end) / SAMPLE_RATE)
+        ask = statistics.median(turns.seconds) * 1000 if turns.seconds else 0.0
+        extra = ask / 1000 if turns.seconds else 0.0  # the decision waits for the model once
+        p50 = statistics.median(delays) + extra
+        p95 = sorted(delays)[max(0, round(0.95 * len(delays)) - 1)] + extra
+        share = f"{cut}/{paused} ({cut / paused:.0%})"
+        print(f"| {name} | {share} | {p50 * 1000:.0f} ms | {p95 * 1000:.0f} ms | {ask:.0f} ms |")
+
+
+if __name__ == "__main__":
+    main()
