@@ -26,6 +26,7 @@ class AudioInputBuffer:
         self._converter = _converter(fmt)
         self.buffered_samples = 0  # since the last commit or clear (with server VAD: of this speech)
         self.speaking = False  # server VAD heard speech start, and no commit since
+        self.total_samples = 0  # since the session began (16 kHz): where the buffer ends
         self.item_id = new_id("item")  # what the buffer becomes when the client commits it
 
     def set_format(self, fmt: AudioFormat) -> None:
@@ -70,6 +71,10 @@ class AudioInputBuffer:
         if len(samples):
             await self._bus.append(self._session_id, samples.tobytes(), self.item_id)
             self.buffered_samples += len(samples)
+            self.total_samples += len(samples)
+
+    def can_commit(self) -> bool:
+        return self.buffered_samples * 1000 / TARGET_RATE >= _MIN_COMMIT_MS
 
     def check_commit(self) -> None:
         buffered_ms = self.buffered_samples * 1000 / TARGET_RATE

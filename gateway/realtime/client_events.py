@@ -16,6 +16,7 @@ from gateway.realtime.client_socket import ClientGone, ClientSocket, Frame
 from gateway.realtime.items import announce_item, check_length, checked_item
 from gateway.realtime.runner import ResponseRunner
 from gateway.realtime.state import SessionState
+from gateway.realtime.turns import commit_buffer
 from gateway.services import Services
 from shared.config import OPENAI_VOICES
 from shared.errors import InvalidRequest
@@ -29,13 +30,10 @@ from shared.messages import (
     ConversationItemRetrieved,
     ConversationItemTruncate,
     ConversationItemTruncated,
-    InputAudio,
     InputAudioBufferAppend,
     InputAudioBufferClear,
     InputAudioBufferCleared,
     InputAudioBufferCommit,
-    InputAudioBufferCommitted,
-    MessageItem,
     OutputAudio,
     RateLimit,
     RateLimitsUpdated,
@@ -132,6 +130,7 @@ class ClientEvents:
             await self._spend("frames", len(checked.pictures))
         pictures = [(index, await image_bytes(url, self._settings)) for index, url in checked.pictures]
         item = checked.item
+        self._runner.idle.disarm()
         previous = await self._services.sessions.add_item(sid, item, event.previous_item_id)
         await announce_item(self._socket, item, previous, done=not item.pending_media())
         # Transcripts and descriptions follow (relayed from the workers); then conversation.item.done.
@@ -183,13 +182,9 @@ class ClientEvents:
         await audio.append(event.audio, vad=self._state.session.audio.input.turn_detection is not None)
 
     async def _audio_commit(self, _event: Any) -> None:
-        audio = self._state.audio
-        audio.check_commit()
-        item = MessageItem(id=audio.item_id, role="user", content=[InputAudio(type="input_audio")])
-        previous = await self._services.sessions.add_item(self._state.session_id, item, None)
-        await audio.commit()
-        await self._socket.send(InputAudioBufferCommitted(previous_item_id=previous, item_id=item.id))
-        await announce_item(self._socket, item, previous, done=False)  # done once transcribed
+        self._state.audio.check_commit()
+        self._runner.idle.disarm()
+        await commit_buffer(self._services, self._socket, self._state)
 
     async def _audio_clear(self, _event: Any) -> None:
         await self._state.audio.clear()

@@ -15,12 +15,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from dataclasses import dataclass
 
 from gateway.realtime.client_socket import ClientGone, ClientSocket
 from gateway.realtime.items import check_length
 from gateway.realtime.responder import Stop, stream_response
 from gateway.realtime.state import SessionState
+from gateway.realtime.turns import IdleTimer
 from gateway.services import Services
 from gateway.speech.stream import SpeechStream, encoding_of
 from shared.errors import InvalidRequest
@@ -58,6 +60,7 @@ class ResponseRunner:
         self._stop = Stop.new()  # of the announced response: silences its audio at once
         self._automatic_due = False
         self.ended: list[str] = []  # responses that ran to their end; their keys go with the session
+        self.idle = IdleTimer(services, socket, state, self.create_automatic)
 
     @property
     def active_id(self) -> str | None:
@@ -76,6 +79,7 @@ class ResponseRunner:
                 f"Conversation already has an active response in progress{active}.",
                 code="conversation_already_has_active_response",
             )
+        self.idle.disarm()
         self._busy = True
         try:
             planned = await self._plan(params)
@@ -115,6 +119,7 @@ class ResponseRunner:
     async def close(self) -> None:
         """The socket has closed: stop the running response and wait until its task has ended."""
         self._automatic_due = False
+        self.idle.disarm()
         task, rid = self._task, self._response_id
         if task is None:
             return
@@ -140,8 +145,10 @@ class ResponseRunner:
             if planned is None:
                 planned = await self._next_automatic()
             while planned is not None:
-                await self._stream(planned)
+                playing = await self._stream(planned)
                 planned = await self._next_automatic()
+                if planned is None:
+                    self.idle.arm(playing)
         except ClientGone:
             log.info("client left during a response of session %s", self._state.session_id)
         finally:
@@ -149,9 +156,13 @@ class ResponseRunner:
             self._task = None
             self._busy = False
 
-    async def _stream(self, planned: _Planned) -> None:
-        """One response to its end; a failure here ends it with an error event, the session goes on."""
+    async def _stream(self, planned: _Planned) -> float:
+        """One response to its end; a failure here ends it with an error event, the session goes on.
+
+        Returns how long its audio still plays at the client (0 for text)."""
         rid = planned.response.id
+        speech = self._speech(planned.voice)
+        started = time.monotonic()
         try:
             await stream_response(
                 planned.response,
@@ -160,7 +171,7 @@ class ResponseRunner:
                 sessions=self._services.sessions,
                 send=self._socket.send,
                 in_conversation=planned.in_conversation,
-                speech=self._speech(planned.voice),
+                speech=speech,
                 stop=self._stop,
                 on_item=self._state.remember_spoken,
             )
@@ -174,6 +185,8 @@ class ResponseRunner:
             self.ended.append(rid)
         finally:
             self._response_id = None
+        played_s = speech.spoken.played_ms / 1000 if speech is not None else 0.0
+        return max(0.0, played_s - (time.monotonic() - started))
 
     def _speech(self, voice: AudioOutput | None) -> SpeechStream | None:
         if voice is None:

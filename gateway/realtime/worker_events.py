@@ -102,6 +102,7 @@ class WorkerEventRelay:
 
     async def _on_speech_started(self, event: SpeechStarted) -> None:
         self._state.audio.speaking = True
+        self._runner.idle.disarm()
         await self._socket.send(
             InputAudioBufferSpeechStarted(audio_start_ms=event.audio_start_ms, item_id=event.item_id)
         )

@@ -250,6 +250,15 @@ class InputAudioBufferCleared(_ServerEvent):
     type: Literal["input_audio_buffer.cleared"] = "input_audio_buffer.cleared"
 
 
+class InputAudioBufferTimeoutTriggered(_ServerEvent):
+    """Server VAD's `idle_timeout_ms` ran out after a reply: a response follows."""
+
+    type: Literal["input_audio_buffer.timeout_triggered"] = "input_audio_buffer.timeout_triggered"
+    audio_start_ms: int
+    audio_end_ms: int
+    item_id: str
+
+
 class InputAudioBufferSpeechStarted(_ServerEvent):
     type: Literal["input_audio_buffer.speech_started"] = "input_audio_buffer.speech_started"
     audio_start_ms: int
@@ -331,6 +340,7 @@ ServerEvent = (
     | InputAudioBufferCleared
     | InputAudioBufferSpeechStarted
     | InputAudioBufferSpeechStopped
+    | InputAudioBufferTimeoutTriggered
     | InputAudioTranscriptionDelta
     | InputAudioTranscriptionCompleted
     | InputAudioTranscriptionFailed
