@@ -173,6 +173,46 @@ class Settings(BaseSettings):
         description="End-of-turn model of semantic VAD: 'bundled:smart-turn-v3.2', or a Smart Turn v3 .onnx path.",
     )
     turn_model_sha256: str | None = Field(None, description="Expected sha256 of an end-of-turn model given by path.")
+    barge_in_min_speech_ms: int = Field(
+        800,
+        ge=0,
+        le=5000,
+        description="Speech over a spoken reply interrupts it once it lasts this long, or at once with a word that "
+        "is not a backchannel; shorter speech of backchannel words only (uh-huh, yeah, okay) lets the reply go on. "
+        "0: any speech interrupts at once.",
+    )
+    backchannel_words: list[str] = Field(
+        default_factory=lambda: [
+            "uh-huh",
+            "uh",
+            "huh",
+            "um",
+            "hmm",
+            "mm",
+            "mhm",
+            "mm-hmm",
+            "yeah",
+            "yes",
+            "yep",
+            "ok",
+            "okay",
+            "right",
+            "sure",
+            "i",
+            "see",
+            "got",
+            "it",
+            "cool",
+            "nice",
+            "great",
+            "alright",
+            "wow",
+            "oh",
+            "ah",
+            "ha",
+        ],
+        description="Words that, alone, are a backchannel rather than an interruption (JSON list, lower case).",
+    )
     turn_threshold: float = Field(
         0.5, gt=0, lt=1, description="Semantic VAD: the end-of-turn probability at which a pause ends the turn."
     )

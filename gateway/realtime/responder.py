@@ -73,14 +73,18 @@ class _PartRef(TypedDict):
 
 @dataclass
 class Stop:
-    """Why a running response was stopped (a cancel or a barge-in), set by the runner."""
+    """Why a running response was stopped (a cancel or a barge-in), set by the runner; and whether its
+    audio is held back meanwhile (speech over it that may be only a backchannel, `barge_in.py`)."""
 
     event: asyncio.Event
+    playing: asyncio.Event
     reason: str = "client_cancelled"
 
     @classmethod
     def new(cls) -> Stop:
-        return cls(asyncio.Event())
+        playing = asyncio.Event()
+        playing.set()
+        return cls(asyncio.Event(), playing)
 
     def set(self, reason: str) -> None:
         if not self.event.is_set():
@@ -211,6 +215,13 @@ async def _forward_audio(speech: SpeechStream, send: Send, where: _PartRef, stop
                 chunk = following.result()
             except StopAsyncIteration:
                 return
+            if not stop.playing.is_set():  # held: send it once released, or nothing once stopped
+                resumed = asyncio.create_task(stop.playing.wait())
+                await asyncio.wait({resumed, stopped}, return_when=asyncio.FIRST_COMPLETED)
+                resumed.cancel()
+                if stop.event.is_set():
+                    await speech.stop()
+                    return
             if first:
                 TIME_TO_FIRST_AUDIO.labels("realtime").observe(time.perf_counter() - started)
                 first = False

@@ -58,6 +58,7 @@ class ResponseRunner:
         self._task: asyncio.Task[None] | None = None
         self._response_id: str | None = None  # announced and not yet ended
         self._stop = Stop.new()  # of the announced response: silences its audio at once
+        self._speaking = False  # the announced response is spoken
         self._automatic_due = False
         self.ended: list[str] = []  # responses that ran to their end; their keys go with the session
         self.idle = IdleTimer(services, socket, state, self.create_automatic)
@@ -70,6 +71,18 @@ class ResponseRunner:
     @property
     def busy(self) -> bool:
         return self._busy
+
+    @property
+    def speaking(self) -> bool:
+        """A spoken response is under way (its audio may be held back, or stopped)."""
+        return self._response_id is not None and self._speaking
+
+    def hold_audio(self) -> None:
+        """Send no more of the spoken reply for now (speech over it is being judged)."""
+        self._stop.playing.clear()
+
+    def release_audio(self) -> None:
+        self._stop.playing.set()
 
     async def create(self, params: ResponseParams) -> None:
         """Start a response now; InvalidRequest while one is under way."""
@@ -254,6 +267,7 @@ class ResponseRunner:
     async def _announce(self, planned: _Planned) -> None:
         self._response_id = planned.response.id  # from here a cancel or a barge-in reaches it
         self._stop = Stop.new()
+        self._speaking = planned.voice is not None
         try:
             await self._socket.send(ResponseCreated(response=planned.response))
         except BaseException:

@@ -2,7 +2,8 @@
 
 Audio workers say when speech starts and stops, stream transcripts and commit the turns server VAD
 ends; image workers say when a picture is described, dropped or failed. Speech over a running
-response cancels it (barge-in); a VAD turn asks the runner for a response. A failure to handle one
+response cancels it (barge-in; over a spoken reply, unless it proves a backchannel: `barge_in.py`);
+a VAD turn asks the runner for a response. A failure to handle one
 event is logged and told to the client, and the relay goes on with the next.
 """
 
@@ -14,6 +15,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from gateway.realtime.barge_in import BargeIn
 from gateway.realtime.client_socket import ClientGone, ClientSocket
 from gateway.realtime.items import announce_item
 from gateway.realtime.runner import ResponseRunner
@@ -35,6 +37,7 @@ from shared.messages import (
     InputAudioTranscriptionCompleted,
     InputAudioTranscriptionDelta,
     InputAudioTranscriptionFailed,
+    SessionEvent,
     SpeechStarted,
     SpeechStopped,
     TranscriptDelta,
@@ -66,6 +69,17 @@ class WorkerEventRelay:
             ImageDropped: self._on_image_dropped,
             ImageFailed: self._on_image_failed,
         }
+        s = services.settings
+        self._barge_in = BargeIn(
+            min_speech_ms=s.barge_in_min_speech_ms,
+            words=s.backchannel_words,
+            speaking=self._interruptible_speech,
+            silence_ms=lambda: getattr(self._state.session.audio.input.turn_detection, "silence_duration_ms", 500),
+            hold=runner.hold_audio,
+            release=runner.release_audio,
+            interrupt=self._handle_all,
+            drop=self._drop_item,
+        )
 
     def stop(self) -> None:
         """End `run` within one read of the session's events (the socket has closed).
@@ -90,7 +104,8 @@ class WorkerEventRelay:
             for entry_id, event in entries:
                 after = entry_id
                 try:
-                    await self._handlers[type(event)](event)
+                    if not await self._barge_in.on_event(event):
+                        await self._handlers[type(event)](event)
                 except ClientGone:
                     return
                 except Exception as exc:
@@ -99,6 +114,21 @@ class WorkerEventRelay:
                         await self._socket.send_error(exc, None)
 
     # --- speech ---------------------------------------------------------------------------------
+
+    def _interruptible_speech(self) -> bool:
+        vad = self._state.session.audio.input.turn_detection
+        return vad is not None and vad.interrupt_response and self._runner.speaking
+
+    async def _handle_all(self, events: list[SessionEvent]) -> None:
+        """Speech held while it was judged proved an interruption: its events go out in order."""
+        for event in events:
+            await self._handlers[type(event)](event)
+
+    async def _drop_item(self, item_id: str) -> None:
+        """A backchannel: its utterance leaves the conversation (if the audio worker put it there)."""
+        with contextlib.suppress(InvalidRequest):
+            await self._services.sessions.delete_item(self._state.session_id, item_id)
+        self._state.audio.committed_by_vad()
 
     async def _on_speech_started(self, event: SpeechStarted) -> None:
         self._state.audio.speaking = True

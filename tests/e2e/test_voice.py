@@ -262,3 +262,37 @@ async def test_speaking_over_a_spoken_reply_silences_it(stack: Stack):
         assert any(e["type"] == "response.output_audio.delta" for e in events)  # the next turn is spoken too
         heard = [e for e in rt.events if e["type"] == "conversation.item.input_audio_transcription.completed"]
         assert heard and "capital" in heard[-1]["transcript"].lower(), "the interruption became the next turn"
+
+
+async def _speak_over_a_reply(rt: Realtime, words: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Start a long spoken reply, say `words` over it; the reply's response.done and what came after."""
+    await rt.send({"type": "session.update", "session": {**SPOKEN, "max_output_tokens": 400}})
+    await rt.until("session.updated")
+    await rt.send(user_message("Count from 1 to 200, one number per line."))
+    await rt.send({"type": "response.create"})
+    while (await rt.next())["type"] != "response.output_audio.delta":
+        pass
+    await stream_audio(rt, silence(0.3) + speak(words) + silence(1.5), pace=1.0)
+    events = await rt.until("response.done", timeout=90)
+    return events[-1]["response"], events
+
+
+async def test_a_backchannel_lets_the_spoken_reply_go_on(stack: Stack):
+    async with realtime(stack.ws) as rt:
+        done, events = await _speak_over_a_reply(rt, "okay")
+        kinds = [e["type"] for e in events]
+        assert done["status"] in ("completed", "incomplete"), done  # not cancelled
+        assert "input_audio_buffer.speech_started" not in kinds and "input_audio_buffer.committed" not in kinds
+        assert kinds.count("response.output_audio.delta") > 5  # the audio went on
+        items = [e for e in rt.events if e["type"] == "conversation.item.added" and e["item"]["role"] == "user"]
+        assert len(items) == 1  # the backchannel left no turn behind
+
+
+async def test_a_real_interruption_over_a_spoken_reply_cancels_it(stack: Stack):
+    async with realtime(stack.ws) as rt:
+        done, _ = await _speak_over_a_reply(rt, "Wait, what is the capital of Italy?")
+        assert done["status"] == "cancelled" and done["status_details"]["reason"] == "turn_detected"
+        events = await rt.until("response.done", timeout=60)  # the interruption is the next turn
+        heard = [e for e in rt.events if e["type"] == "conversation.item.input_audio_transcription.completed"]
+        assert heard and "capital" in heard[-1]["transcript"].lower()
+        assert events[-1]["response"]["status"] in ("completed", "incomplete")
