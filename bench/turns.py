@@ -10,6 +10,11 @@ Each recording, with silence after it, goes through the audio worker's own turn 
 - cut: the share of paused sentences whose turn ended in the pause (the speaker was cut off);
 - delay: from the end of the speech to the commit, p50 and p95, counting the audio the decision waited
   for and the time the end-of-turn model took.
+Then, through a running service (gateway, decoder, audio and speech workers, the 0.5B model), speech
+over a long spoken reply: backchannels ("uh-huh", "okay", "I see", ...) and real interruptions ("Wait,
+stop.", "Sorry, can you repeat that?", ...) in the same voices, streamed in real time. Reported: the
+share of backchannels that cancelled the reply, real interruptions that did not, and the time from
+the start of the speech to the cancel.
 
 Run: python -m bench.turns [--quick]
 """
@@ -17,6 +22,7 @@ Run: python -m bench.turns [--quick]
 from __future__ import annotations
 
 import argparse
+import asyncio
 import statistics
 import time
 from collections.abc import Callable
@@ -141,6 +147,7 @@ def run_clip(processor: StreamProcessor, clip: Clip, config: TurnConfig) -> list
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a quarter of the set")
+    parser.add_argument("--skip-barge-in", action="store_true", help="leave out the part through the service")
     args = parser.parse_args()
     settings = Settings()
     model = EndOfTurnModel(
@@ -174,6 +181,98 @@ def main() -> None:
         p95 = sorted(delays)[max(0, round(0.95 * len(delays)) - 1)] + extra
         share = f"{cut}/{paused} ({cut / paused:.0%})"
         print(f"| {name} | {share} | {p50 * 1000:.0f} ms | {p95 * 1000:.0f} ms | {ask:.0f} ms |")
+    if not args.skip_barge_in:
+        barge_in(args.quick)
+
+
+# --- speech over a spoken reply: backchannels and real interruptions, through the running service ---
+
+BACKCHANNELS = ["uh-huh", "yeah", "okay", "hmm", "right", "I see", "got it", "sure"]
+INTERRUPTIONS = [
+    "Wait, stop.",
+    "Hold on, I have a question.",
+    "No, that is wrong.",
+    "Actually, tell me about Paris instead.",
+    "Stop please.",
+    "Sorry, can you repeat that?",
+    "Excuse me, what time is it?",
+    "Let me ask something else.",
+]
+
+
+async def _over_a_reply(ws_url: str, pcm: bytes) -> tuple[bool, float]:
+    """Say `pcm` (24 kHz) over a long spoken reply: (interrupted, seconds from the speech to the cancel)."""
+    import base64
+    import json
+
+    import websockets
+
+    async with websockets.connect(ws_url, max_size=None) as ws:
+        await ws.recv()
+        session = {"type": "realtime", "output_modalities": ["audio"], "temperature": 0, "max_output_tokens": 300}
+        await ws.send(json.dumps({"type": "session.update", "session": session}))
+        item = {"type": "message", "role": "user", "content": [{"type": "input_text", "text": LONG_REPLY}]}
+        await ws.send(json.dumps({"type": "conversation.item.create", "item": item}))
+        await ws.send(json.dumps({"type": "response.create"}))
+        while json.loads(await ws.recv())["type"] != "response.output_audio.delta":
+            pass
+        step = 4800  # 100 ms
+        sent_at = 0.0
+
+        async def send() -> None:
+            nonlocal sent_at
+            for i in range(0, len(pcm), step):
+                if i >= LEAD_SAMPLES and not sent_at:
+                    sent_at = time.perf_counter()
+                chunk = base64.b64encode(pcm[i * 2 : (i + step) * 2]).decode()
+                await ws.send(json.dumps({"type": "input_audio_buffer.append", "audio": chunk}))
+                await asyncio.sleep(0.1)
+
+        sender = asyncio.create_task(send())
+        while True:
+            event = json.loads(await asyncio.wait_for(ws.recv(), 120))
+            if event["type"] == "response.done":
+                ended = time.perf_counter()
+                break
+        await sender
+        cancelled = event["response"]["status"] == "cancelled"
+        return cancelled, ended - sent_at
+
+
+LONG_REPLY = "Count from 1 to 200, one number per line."
+LEAD_SAMPLES = 24000 * 3 // 10
+
+
+def barge_in(quick: bool) -> None:
+    from bench.stack import bench_stack
+    from shared.config import SMALL_DECODER_MODEL
+
+    voices = VOICES[:2] if quick else VOICES
+    cases = [(text, False, v) for text in BACKCHANNELS for v in voices]
+    cases += [(text, True, v) for text in INTERRUPTIONS for v in voices]
+    if quick:
+        cases = cases[::2]
+    wrongly, missed, delays = 0, 0, []
+    with bench_stack({"decode": 1, "audio": 1, "speech": 1}, decoder_model=SMALL_DECODER_MODEL) as stack:
+        for text, meant, (voice, wpm) in cases:
+            pcm = bytes(2 * LEAD_SAMPLES) + speak(text, voice=voice, wpm=wpm) + bytes(2 * 36000)
+            interrupted, took = asyncio.run(_over_a_reply(stack.ws, pcm))
+            if interrupted != meant:
+                print(f"  {'missed' if meant else 'interrupted by'}: {text!r} ({voice}, {wpm} wpm)")
+            if interrupted and not meant:
+                wrongly += 1
+            if meant and not interrupted:
+                missed += 1
+            if meant and interrupted:
+                delays.append(took)
+    n_back = sum(not m for _, m, _ in cases)
+    n_meant = len(cases) - n_back
+    print(f"\n## Speech over a spoken reply ({len(cases)} cases, barge_in_min_speech_ms default)\n")
+    print("| backchannels that interrupted | real interruptions missed | speech start to cancel, p50 / p95 |")
+    print("|---|---|---|")
+    p95 = sorted(delays)[max(0, round(0.95 * len(delays)) - 1)] if delays else 0.0
+    p50 = statistics.median(delays) if delays else 0.0
+    print(f"| {wrongly}/{n_back} ({wrongly / n_back:.0%}) | {missed}/{n_meant} | {p50:.2f} s / {p95:.2f} s |")
 
 
 if __name__ == "__main__":

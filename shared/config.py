@@ -174,12 +174,12 @@ class Settings(BaseSettings):
     )
     turn_model_sha256: str | None = Field(None, description="Expected sha256 of an end-of-turn model given by path.")
     barge_in_min_speech_ms: int = Field(
-        800,
+        1000,
         ge=0,
         le=5000,
-        description="Speech over a spoken reply interrupts it once it lasts this long, or at once with a word that "
-        "is not a backchannel; shorter speech of backchannel words only (uh-huh, yeah, okay) lets the reply go on. "
-        "0: any speech interrupts at once.",
+        description="Speech over a spoken reply interrupts it when it lasts this long, or at once with an interrupt "
+        "word or two words that are not backchannel words; shorter speech (uh-huh, yeah, okay, a cough) lets the "
+        "reply go on. 0: any speech interrupts at once.",
     )
     backchannel_words: list[str] = Field(
         default_factory=lambda: [
@@ -212,6 +212,10 @@ class Settings(BaseSettings):
             "ha",
         ],
         description="Words that, alone, are a backchannel rather than an interruption (JSON list, lower case).",
+    )
+    interrupt_words: list[str] = Field(
+        default_factory=lambda: ["stop", "wait", "no", "hold", "hey", "sorry", "excuse", "pardon", "actually", "but"],
+        description="Words that, heard in speech over a spoken reply, interrupt it at once (JSON list, lower case).",
     )
     turn_threshold: float = Field(
         0.5, gt=0, lt=1, description="Semantic VAD: the end-of-turn probability at which a pause ends the turn."

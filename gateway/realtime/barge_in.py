@@ -3,11 +3,13 @@
 People say "uh-huh", "yeah", "okay" (or cough) while they listen. When speech starts over a spoken
 reply, its audio is held back at once (no delta within the 200 ms barge-in budget) and the speech
 is judged by what is cheap and measured (bench/turns.py):
-- it interrupts as soon as the streaming transcript holds a word that is not a backchannel word,
-  or when it lasted `barge_in_min_speech_ms` or more (long speech is meant, whatever its words): known
+- it interrupts as soon as the streaming transcript holds a word that asks to interrupt ("stop",
+  "wait", "sorry", ...: `interrupt_words`) or two words that are not backchannel words, or when it
+  lasted `barge_in_min_speech_ms` or more (long speech is meant, whatever its words): known
   when the VAD ends it (`speech_stopped` carries its span), or when it still goes on past that plus
   the VAD's silence (then no `speech_stopped` came in time);
-- it is a backchannel when it was shorter, with only backchannel words heard (or none): the reply's
+- it is a backchannel when it was shorter, with at most one other word heard (whisper-tiny.en heard
+  espeak's "got it" as "Guarded" and "hmm" as "Then..."): the reply's
   audio is released where it was held, and the utterance leaves no trace: its item is deleted and no
   event about it reaches the client (a client stops playing at `speech_started`, so it is not sent).
 Meanwhile the worker events of that speech are held, and sent in order once it proves an interruption.
@@ -31,11 +33,6 @@ _WORD = re.compile(r"[a-z]+(?:-[a-z]+)*")
 _MARGIN_S = 0.3  # for the audio worker's pass and the event's way here
 
 
-def backchannel(text: str, words: frozenset[str]) -> bool:
-    """Whether the text holds only backchannel words (none at all counts: a cough, a breath)."""
-    return all(w in words for w in _WORD.findall(text.lower()))
-
-
 @dataclass
 class _Held:
     item_id: str
@@ -53,6 +50,7 @@ class BargeIn:
         *,
         min_speech_ms: int,
         words: list[str],
+        interrupt_words: list[str],
         speaking: Callable[[], bool],
         silence_ms: Callable[[], int],
         hold: Callable[[], None],
@@ -62,6 +60,7 @@ class BargeIn:
     ) -> None:
         self._min_s = min_speech_ms / 1000
         self._words = frozenset(words)
+        self._interrupt_words = frozenset(interrupt_words)
         self._speaking = speaking
         self._silence_ms = silence_ms  # how long the VAD waits before it says speech stopped
         self._hold = hold
@@ -86,16 +85,20 @@ class BargeIn:
         held.events.append(event)
         if isinstance(event, TranscriptDelta):
             held.text += event.delta
-            if not backchannel(held.text, self._words):
+            if self._means_it(held.text):
                 await self._meant(held, f"heard {held.text!r}")
         elif isinstance(event, SpeechStopped) and event.audio_end_ms - held.start_ms >= self._min_s * 1000:
             await self._meant(held, f"{event.audio_end_ms - held.start_ms} ms of speech")
         elif isinstance(event, TranscriptDone):
-            if backchannel(event.transcript, self._words):
-                await self._let_go(held, event.transcript)
-            else:
+            if self._means_it(event.transcript):
                 await self._meant(held, f"heard {event.transcript!r}")
+            else:
+                await self._let_go(held, event.transcript)
         return True
+
+    def _means_it(self, text: str) -> bool:
+        said = _WORD.findall(text.lower())
+        return any(w in self._interrupt_words for w in said) or sum(w not in self._words for w in said) >= 2
 
     async def _after(self, seconds: float, held: _Held) -> None:
         await asyncio.sleep(seconds)

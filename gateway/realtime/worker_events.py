@@ -73,6 +73,7 @@ class WorkerEventRelay:
         self._barge_in = BargeIn(
             min_speech_ms=s.barge_in_min_speech_ms,
             words=s.backchannel_words,
+            interrupt_words=s.interrupt_words,
             speaking=self._interruptible_speech,
             silence_ms=lambda: getattr(self._state.session.audio.input.turn_detection, "silence_duration_ms", 500),
             hold=runner.hold_audio,
