@@ -58,12 +58,12 @@ function send(event) {
 }
 
 function configure() {
-  const vad = $("vad").checked;
+  const vad = $("vad").value; // "server_vad", "semantic_vad", or "" (the person commits)
   const session = {
     type: "realtime",
     output_modalities: [$("voice").checked ? "audio" : "text"],
     audio: {
-      input: { format: { type: "audio/pcm", rate: RATE }, turn_detection: vad ? { type: "server_vad" } : null },
+      input: { format: { type: "audio/pcm", rate: RATE }, turn_detection: vad ? { type: vad } : null },
       output: { format: { type: "audio/pcm", rate: RATE } },
     },
   };

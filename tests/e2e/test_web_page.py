@@ -80,6 +80,7 @@ async def test_typed_pictured_and_spoken_questions_are_answered(stack: Stack, tm
             # Each question in a conversation of its own: the 0.5B model follows the pattern of earlier
             # turns too eagerly for a test that asks for a second capital.
             await fresh_page()
+            await page.select_option("#vad", "semantic_vad")  # the turn detection the page offers
             await page.fill("#text", "What is the capital of Italy? Answer in one word.")
             await page.click("#send")
             await expect(page.locator("li.assistant").nth(0)).to_contain_text("Rome")
