@@ -100,11 +100,20 @@ class BargeIn:
         said = _WORD.findall(text.lower())
         return any(w in self._interrupt_words for w in said) or sum(w not in self._words for w in said) >= 2
 
+    def close(self) -> None:
+        """The session has ended: nothing is judged any more."""
+        if self._held is not None:
+            self._cancel_timer(self._held)
+            self._held = None
+
     async def _after(self, seconds: float, held: _Held) -> None:
         await asyncio.sleep(seconds)
         stopped = any(isinstance(e, SpeechStopped) for e in held.events)
         if self._held is held and not stopped:
-            await self._meant(held, f"still speaking {seconds:.2f} s after it started")
+            try:
+                await self._meant(held, f"still speaking {seconds:.2f} s after it started")
+            except Exception:  # the client left meanwhile: nobody to tell
+                log.info("speech over a spoken reply could not be acted on", exc_info=True)
 
     async def _meant(self, held: _Held, why: str) -> None:
         if self._held is not held:

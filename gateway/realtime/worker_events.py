@@ -89,6 +89,7 @@ class WorkerEventRelay:
         command is lost (its asyncio.wait_for returns the finished send), and the loop would read on
         forever, so the session would never close."""
         self._stopping = True
+        self._barge_in.close()
 
     async def run(self) -> None:
         """Relay the session's worker events until stopped or the client has gone."""
