@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -54,6 +54,20 @@ class AudioOutputParams(_Body):
     format: Literal["wav", "mp3", "flac", "opus", "aac", "pcm16"]
 
 
+class JsonSchema(_Body):
+    name: str = Field(min_length=1, max_length=64)
+    description: str | None = None
+    schema_: dict[str, Any] = Field(default_factory=dict, alias="schema")
+    strict: bool | None = None
+
+
+class ResponseFormat(_Body):
+    """OpenAI's `response_format`: plain text, any JSON object, or JSON valid by a schema."""
+
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: JsonSchema | None = None
+
+
 class StreamOptions(_Body):
     include_usage: bool = False
 
@@ -72,6 +86,7 @@ class ChatCompletionRequest(_Body):
     n: Literal[1] | None = Field(None, description="Choices per request: only one.")
     modalities: list[Literal["text", "audio"]] | None = Field(None, min_length=1, max_length=2)
     audio: AudioOutputParams | None = None
+    response_format: ResponseFormat | None = None
 
     def stops(self) -> list[str]:
         return [self.stop] if isinstance(self.stop, str) else list(self.stop or [])

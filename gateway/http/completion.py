@@ -37,13 +37,14 @@ from gateway.image_urls import image_bytes
 from gateway.services import Services
 from gateway.speech.containers import SpeechFormat, rate_for, whole_file
 from gateway.speech.stream import SpeechStream, audio_tokens
-from shared.errors import REDIS_LOST, ErrorInfo, InvalidRequest, NotFound, TooLarge, status_for
+from shared.errors import REDIS_LOST, ErrorInfo, ErrorType, InvalidRequest, NotFound, TooLarge, status_for
 from shared.messages import (
     GenerateRequest,
     InputAudio,
     InputImage,
     InputText,
     MessageItem,
+    OutputFormat,
     OutputText,
     Priority,
     ResponseFinal,
@@ -89,7 +90,22 @@ def check(services: Services, body: ChatCompletionRequest) -> StopFilter:
             raise InvalidRequest(f"Unknown voice {body.audio.voice!r}.", param="audio.voice")
         if body.stream and body.audio.format != "pcm16":
             raise InvalidRequest("Streamed audio comes as pcm16 only.", param="audio.format")
+    fmt = body.response_format
+    if fmt is not None and fmt.type == "json_schema" and fmt.json_schema is None:
+        raise InvalidRequest(
+            "A json_schema response_format needs 'json_schema'.",
+            code="missing_required_parameter",
+            param="response_format.json_schema",
+        )
     return StopFilter(body.stops())
+
+
+def _output_format(body: ChatCompletionRequest) -> OutputFormat | None:
+    fmt = body.response_format
+    if fmt is None or fmt.type == "text":
+        return None
+    schema = fmt.json_schema.schema_ if fmt.json_schema is not None else None
+    return OutputFormat(type=fmt.type, json_schema=schema)
 
 
 async def start(
@@ -127,6 +143,7 @@ async def start(
         fusion=s.fusion_mode,
         priority=priority,
         require_media=require_media,
+        output_format=_output_format(body),
     )
     voice = body.audio if body.modalities and "audio" in body.modalities else None
     return Completion(services, request, body.model, stops, attach=stored, detached=detached, voice=voice)
@@ -365,7 +382,8 @@ class Completion:
         code = final.error_code or "server_error"
         status = status_for(code)
         message = final.error_message or "The decoder failed."
-        return ErrorInfo("server_error", code, message, None, status)  # the same code the websocket reports
+        kind: ErrorType = "invalid_request_error" if status < 500 else "server_error"
+        return ErrorInfo(kind, code, message, final.error_param, status)  # the same code the websocket reports
 
     async def whole(self) -> tuple[int, dict[str, Any]]:
         """The whole answer as (HTTP status, body): a `chat.completion` object or an error object.

@@ -35,6 +35,7 @@ class ResponseFinal(StrictModel):
     reason: str | None = None
     error_code: ErrorCode | None = None
     error_message: str | None = None
+    error_param: str | None = None  # the request's parameter at fault, for a refusal
     usage: TokenUsage = Field(default_factory=TokenUsage)
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -11,6 +11,14 @@ from shared.messages.session import FusionMode
 
 # Interactive work (a person waiting) goes first; batch work fills the gaps. An mmstream extension.
 Priority = Literal["interactive", "batch"]
+
+
+class OutputFormat(StrictModel):
+    """What a reply must be: any JSON value's text (`json_object`), or JSON valid by `json_schema`. The decoder
+    generates it under a grammar made from it (llama.cpp's grammar sampler), so it always parses."""
+
+    type: Literal["json_object", "json_schema"]
+    json_schema: dict[str, Any] | None = None
 
 
 class GenerateRequest(StrictModel):
@@ -30,6 +38,7 @@ class GenerateRequest(StrictModel):
     # Fail with `media_unavailable` instead of answering without a picture or speech that was never
     # described (an encoder died): batch lines are retried, a person gets the best answer now.
     require_media: bool = False
+    output_format: OutputFormat | None = None
 
 
 class TranscribeRequest(StrictModel):

@@ -89,6 +89,7 @@ class Job:
     background: bool = False  # batch work: steps only while no interactive job is active
     resume: list[int] = field(default_factory=list)
     vectors: dict[int, npt.NDArray[np.float32]] = field(default_factory=dict)  # soft token id -> vector
+    grammar: str | None = None  # GBNF the reply must follow (structured output)
     cancelled: threading.Event = field(default_factory=threading.Event)
     cancel_reason: str = "client_cancelled"
     events: queue.SimpleQueue[EngineEvent] = field(default_factory=queue.SimpleQueue)
@@ -203,7 +204,9 @@ class Engine:
         slot.cached = slot.cached[:keep]
         slot.pending = tokens[keep:]
         slot.job = job
-        slot.sampler = self._model.new_sampler(job.temperature, job.top_p, job.seed)
+        slot.sampler = self._model.new_sampler(job.temperature, job.top_p, job.seed, job.grammar)
+        for token in job.resume:  # a grammar goes on from where the earlier attempt stopped
+            slot.sampler.accept(token)
         slot.text = TextStream()
         slot.generated = 0
         slot.cached_at_start = keep

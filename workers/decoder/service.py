@@ -34,6 +34,7 @@ from shared.sessions import load_items
 from workers.base import ModelService
 from workers.decoder.cancel_watch import CancelWatch
 from workers.decoder.engine import Done, Engine, Job, Token
+from workers.decoder.grammar import PARAM_SCHEMA, BadFormat, grammar_for
 from workers.decoder.llama import ContextConfig, LlamaModel
 from workers.decoder.prompt import ChatTemplate, SoftInputs, build_prompt
 from workers.decoder.selftest import probe
@@ -133,6 +134,10 @@ class DecoderService(ModelService[_Loaded]):
             return
         try:
             final = self._generate_claimed(request, owner)
+        except BadFormat as exc:  # the request's response_format: the client hears which part
+            final = ResponseFinal(
+                status="failed", error_code="invalid_value", error_message=str(exc), error_param=exc.param
+            )
         except Exception:
             log.exception("response %s failed", rid)
             final = ResponseFinal(
@@ -178,6 +183,7 @@ class DecoderService(ModelService[_Loaded]):
             prompt=prompt.tokens,
             resume=resume,
             vectors=prompt.vectors,
+            grammar=_grammar(request, loaded.model),
             max_new_tokens=remaining,
             temperature=request.temperature,
             top_p=request.top_p,
@@ -279,6 +285,16 @@ class DecoderService(ModelService[_Loaded]):
 
     def _presence_name(self) -> str:
         return self._presence.name
+
+
+def _grammar(request: GenerateRequest, model: LlamaModel) -> str | None:
+    """The grammar the reply must follow, checked by llama.cpp; BadFormat when it cannot be made."""
+    if request.output_format is None:
+        return None
+    grammar = grammar_for(request.output_format)
+    if (why := model.grammar_error(grammar)) is not None:
+        raise BadFormat(f"The schema cannot be used: {why}.", PARAM_SCHEMA)
+    return grammar
 
 
 def _drain(events: queue.SimpleQueue[Token | Done], timeout: float) -> tuple[list[TokenDelta], Done | None]:
