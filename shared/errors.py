@@ -170,6 +170,14 @@ class ErrorInfo:
     status: int = 500
 
 
+def job_error(code: ErrorCode | None, message: str | None, default: str, param: str | None = None) -> ErrorInfo:
+    """What a client is told of a job that ended failed (its final event's code and message)."""
+    code = code or "server_error"
+    status = status_for(code)
+    kind: ErrorType = "invalid_request_error" if status < 500 else "server_error"
+    return ErrorInfo(kind, code, message or default, param, status)
+
+
 def error_info(exc: BaseException) -> ErrorInfo:
     """Map an exception to what a client is told. Unexpected exceptions are logged, not echoed."""
     if isinstance(exc, ValidationError):

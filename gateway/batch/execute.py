@@ -15,10 +15,10 @@ from gateway.batch.lines import Line, TranscriptionBody
 from gateway.http import completion, transcriptions
 from gateway.http.chat_schema import ChatCompletionRequest
 from gateway.http.errors import error_body
-from gateway.http.speech import SpeechBody, check_speech, speak
+from gateway.http.speech import SpeechBody, check_speech, failure_of, speak
 from gateway.services import Services
 from gateway.speech.containers import whole_file
-from shared.errors import ErrorInfo, InvalidRequest, MMStreamError, TooLarge, error_info, status_for
+from shared.errors import ErrorInfo, InvalidRequest, MMStreamError, TooLarge, error_info
 from shared.messages import TranscribeRequest
 
 # The id of a line's job: its response, its transcription, or (speech) the flag its pieces stop at.
@@ -115,9 +115,7 @@ async def _speech(services: Services, body: SpeechBody, tag: str) -> Outcome:
                 return _cancelled(job_id)
     finally:
         await stream.stop()
-    if (final := stream.failure) is not None:
-        code = final.error_code or "server_error"
-        info = ErrorInfo("server_error", code, final.error_message or "Speech failed.", None, status_for(code))
+    if (info := failure_of(stream)) is not None:
         return Outcome(info.status, error_body(info), job_id, retry=info.status in _TRANSIENT_STATUS)
     audio = b"".join(pcm)
     data = whole_file(body.response_format, audio)

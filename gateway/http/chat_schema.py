@@ -88,5 +88,9 @@ class ChatCompletionRequest(_Body):
     audio: AudioOutputParams | None = None
     response_format: ResponseFormat | None = None
 
+    def speaks(self) -> bool:
+        """Whether the reply is to be spoken too (`modalities` holds "audio")."""
+        return bool(self.modalities and "audio" in self.modalities)
+
     def stops(self) -> list[str]:
         return [self.stop] if isinstance(self.stop, str) else list(self.stop or [])

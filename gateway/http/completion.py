@@ -36,8 +36,8 @@ from gateway.http.stops import StopFilter
 from gateway.image_urls import image_bytes
 from gateway.services import Services
 from gateway.speech.containers import SpeechFormat, rate_for, whole_file
-from gateway.speech.stream import SpeechStream, audio_tokens
-from shared.errors import REDIS_LOST, ErrorInfo, ErrorType, InvalidRequest, NotFound, TooLarge, status_for
+from gateway.speech.stream import SpeechStream, audio_tokens, check_voice
+from shared.errors import REDIS_LOST, ErrorInfo, InvalidRequest, NotFound, TooLarge, job_error
 from shared.messages import (
     GenerateRequest,
     InputAudio,
@@ -79,15 +79,14 @@ def check(services: Services, body: ChatCompletionRequest) -> StopFilter:
             code="model_not_found",
             param="model",
         )
-    if body.modalities and "audio" in body.modalities:
+    if body.speaks():
         if body.audio is None:
             raise InvalidRequest(
                 "'audio' (voice and format) is required when modalities include audio.",
                 code="missing_required_parameter",
                 param="audio",
             )
-        if not s.accepts_voice(body.audio.voice):
-            raise InvalidRequest(f"Unknown voice {body.audio.voice!r}.", param="audio.voice")
+        check_voice(s, body.audio.voice, "audio.voice")
         if body.stream and body.audio.format != "pcm16":
             raise InvalidRequest("Streamed audio comes as pcm16 only.", param="audio.format")
     fmt = body.response_format
@@ -145,7 +144,7 @@ async def start(
         require_media=require_media,
         output_format=_output_format(body),
     )
-    voice = body.audio if body.modalities and "audio" in body.modalities else None
+    voice = body.audio if body.speaks() else None
     return Completion(services, request, body.model, stops, attach=stored, detached=detached, voice=voice)
 
 
@@ -283,12 +282,11 @@ class Completion:
     async def _spoken(self, *, read_media: bool = False) -> AsyncIterator[tuple[str, str]]:
         """The reply's text ("text", piece) and its audio ("audio", base64 PCM16) as they come, merged."""
         assert self._voice is not None
-        fmt: SpeechFormat = "pcm" if self._voice.format == "pcm16" else self._voice.format
         speech = SpeechStream(
             self._services.speech,
             self._request.session_id,
             encoding="pcm16",
-            rate=rate_for(fmt),
+            rate=rate_for(_speech_format(self._voice)),
             speed=1.0,
             ahead=self._services.settings.speech_pieces_ahead,
             priority=self._request.priority,
@@ -379,11 +377,8 @@ class Completion:
             final = self._speech_failure
         if final is None or final.status != "failed" or (self._stops.stopped and final is self._final):
             return None
-        code = final.error_code or "server_error"
-        status = status_for(code)
-        message = final.error_message or "The decoder failed."
-        kind: ErrorType = "invalid_request_error" if status < 500 else "server_error"
-        return ErrorInfo(kind, code, message, final.error_param, status)  # the same code the websocket reports
+        # The same code the websocket reports.
+        return job_error(final.error_code, final.error_message, "The decoder failed.", final.error_param)
 
     async def whole(self) -> tuple[int, dict[str, Any]]:
         """The whole answer as (HTTP status, body): a `chat.completion` object or an error object.
@@ -462,6 +457,11 @@ def _sse(payload: dict[str, Any]) -> str:
     return f"data: {json.dumps(payload)}\n\n"
 
 
+def _speech_format(voice: AudioOutputParams) -> SpeechFormat:
+    """Chat completions call raw PCM "pcm16"; the speech API, "pcm"."""
+    return "pcm" if voice.format == "pcm16" else voice.format
+
+
 def _audio_file(voice: AudioOutputParams, pcm: bytes) -> str:
     """The reply's whole audio, base64, in the asked format."""
-    return base64.b64encode(whole_file("pcm" if voice.format == "pcm16" else voice.format, pcm)).decode()
+    return base64.b64encode(whole_file(_speech_format(voice), pcm)).decode()

@@ -14,15 +14,15 @@ from collections.abc import AsyncIterator
 from typing import Any, Literal
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.http.errors import documented, error_response
 from gateway.services import Services
 from gateway.speech.containers import MEDIA_TYPES, PCM_RATE, SpeechEncoder, SpeechFormat, rate_for
-from gateway.speech.stream import SpeechStream, audio_tokens
-from shared.config import OPENAI_VOICES, Settings
-from shared.errors import ErrorInfo, InvalidRequest, NotFound, status_for
+from gateway.speech.stream import SpeechStream, audio_tokens, check_voice
+from shared.config import Settings
+from shared.errors import ErrorInfo, InvalidRequest, NotFound, job_error
 from shared.messages import AudioChunk, Priority
 
 router = APIRouter(responses=documented(401, 429))
@@ -46,9 +46,7 @@ def check_speech(body: SpeechBody, settings: Settings) -> None:
     """Refuse what cannot be spoken here, with the param at fault (also for batch lines)."""
     if not settings.accepts_speech_model(body.model):
         raise NotFound(f"Model {body.model!r} is not served here.", param="model")
-    if not settings.accepts_voice(body.voice):
-        known = ", ".join((*OPENAI_VOICES, settings.voice_name))
-        raise InvalidRequest(f"Unknown voice {body.voice!r}; use one of: {known}.", param="voice")
+    check_voice(settings, body.voice, "voice")
     if len(body.input) > settings.max_speech_input_chars:
         raise InvalidRequest(f"'input' is longer than {settings.max_speech_input_chars} characters.", param="input")
 
@@ -87,9 +85,9 @@ async def create_speech(request: Request, body: SpeechBody) -> Response:
     stream = speak(services, body, "http")
     chunks = aiter(stream.chunks())
     first = await _first(chunks, stream)
-    if stream.failure is not None:
+    if (failure := failure_of(stream)) is not None:
         await stream.stop()
-        return _failed(stream)
+        return error_response(failure)
     if body.stream_format == "sse":
         return StreamingResponse(_sse(first, chunks, stream), media_type="text/event-stream")
     return StreamingResponse(
@@ -107,12 +105,10 @@ async def _first(chunks: AsyncIterator[AudioChunk], stream: SpeechStream) -> Aud
         raise
 
 
-def _failed(stream: SpeechStream) -> JSONResponse:
+def failure_of(stream: SpeechStream) -> ErrorInfo | None:
+    """Why the speech could not be made, as an HTTP error; None when it was."""
     final = stream.failure
-    assert final is not None
-    code = final.error_code or "server_error"
-    info = ErrorInfo("server_error", code, final.error_message or "Speech failed.", None, status_for(code))
-    return error_response(info)
+    return None if final is None else job_error(final.error_code, final.error_message, "Speech failed.")
 
 
 async def _pcm(first: AudioChunk | None, chunks: AsyncIterator[AudioChunk]) -> AsyncIterator[bytes]:

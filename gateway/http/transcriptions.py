@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.http.errors import documented, error_body
 from gateway.services import Services
-from shared.errors import ErrorInfo, ErrorType, NotFound, status_for
+from shared.errors import NotFound, job_error, status_for
 from shared.messages import Priority, TranscribeRequest, TranscriptionFinal, TranscriptSegment, new_id
 
 router = APIRouter(responses=documented(401, 429))
@@ -108,12 +108,10 @@ async def collect(
 
 def failure(final: TranscriptionFinal) -> tuple[int, dict[str, Any]]:
     """A failed transcription as (HTTP status, OpenAI error object)."""
-    code = final.error_code or "server_error"
-    status = status_for(code)
-    kind: ErrorType = "invalid_request_error" if status < 500 else "server_error"
-    message = final.error_message or "The transcription failed."
-    info = ErrorInfo(kind, code, message, "file" if status == 400 else None, status)
-    return status, error_body(info)
+    code = final.error_code
+    param = "file" if status_for(code or "server_error") == 400 else None
+    info = job_error(code, final.error_message, "The transcription failed.", param)
+    return info.status, error_body(info)
 
 
 async def _sse(events: AsyncIterator[Any]) -> AsyncIterator[str]:

@@ -18,7 +18,7 @@ from gateway.realtime.runner import ResponseRunner
 from gateway.realtime.state import SessionState
 from gateway.realtime.turns import commit_buffer
 from gateway.services import Services
-from shared.config import OPENAI_VOICES
+from gateway.speech.stream import check_voice
 from shared.errors import InvalidRequest
 from shared.messages import (
     CLIENT_EVENT_TYPES,
@@ -113,11 +113,7 @@ class ClientEvents:
         if patch.instructions is not None:
             check_length(patch.instructions, self._settings.max_instructions_chars, "session.instructions")
         session = self._state.session.merged(patch)
-        if not self._settings.accepts_voice(voice := session.audio.output.voice):
-            known = ", ".join((*OPENAI_VOICES, self._settings.voice_name))
-            raise InvalidRequest(
-                f"Unknown voice {voice[:64]!r}; use one of: {known}.", param="session.audio.output.voice"
-            )
+        check_voice(self._settings, session.audio.output.voice, "session.audio.output.voice")
         self._state.audio.set_format(session.audio.input.format)  # refused while audio is buffered
         self._state.session = session
         await self._services.sessions.save(session)

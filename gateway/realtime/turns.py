@@ -18,7 +18,13 @@ from gateway.realtime.client_socket import ClientSocket
 from gateway.realtime.items import announce_item
 from gateway.realtime.state import SessionState
 from gateway.services import Services
-from shared.messages import InputAudio, InputAudioBufferCommitted, InputAudioBufferTimeoutTriggered, MessageItem
+from shared.messages import (
+    InputAudio,
+    InputAudioBufferCommitted,
+    InputAudioBufferTimeoutTriggered,
+    MessageItem,
+    ServerVad,
+)
 from shared.pcm import TARGET_RATE
 
 log = logging.getLogger(__name__)
@@ -49,9 +55,9 @@ class IdleTimer:
         """After a response: start counting once its audio has played, if server VAD asks for it."""
         self.disarm()
         vad = self._state.session.audio.input.turn_detection
-        timeout_ms = getattr(vad, "idle_timeout_ms", None)
-        if timeout_ms:
-            self._task = asyncio.create_task(self._wait(playing_s + timeout_ms / 1000), name="idle-timeout")
+        if isinstance(vad, ServerVad) and vad.idle_timeout_ms:
+            wait_s = playing_s + vad.idle_timeout_ms / 1000
+            self._task = asyncio.create_task(self._wait(wait_s), name="idle-timeout")
 
     def disarm(self) -> None:
         if self._task is not None and self._task is not asyncio.current_task():

@@ -75,7 +75,7 @@ class WorkerEventRelay:
             words=s.backchannel_words,
             interrupt_words=s.interrupt_words,
             speaking=self._interruptible_speech,
-            silence_ms=lambda: getattr(self._state.session.audio.input.turn_detection, "silence_duration_ms", 500),
+            silence_ms=self._vad_silence_ms,
             hold=runner.hold_audio,
             release=runner.release_audio,
             interrupt=self._handle_all,
@@ -120,6 +120,11 @@ class WorkerEventRelay:
     def _interruptible_speech(self) -> bool:
         vad = self._state.session.audio.input.turn_detection
         return vad is not None and vad.interrupt_response and self._runner.speaking
+
+    def _vad_silence_ms(self) -> int:
+        """How long the VAD waits after speech before it says the speech stopped."""
+        vad = self._state.session.audio.input.turn_detection
+        return vad.silence_duration_ms if vad is not None else 0
 
     async def _handle_all(self, events: list[SessionEvent]) -> None:
         """Speech held while it was judged proved an interruption: its events go out in order."""

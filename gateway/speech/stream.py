@@ -1,7 +1,7 @@
 """One reply's speech: text in as it streams, audio out in order, each piece spoken by a speech worker.
 
 `add` cuts the text into pieces (`pieces.PieceCutter`) and sends each complete piece to the speech
-queue at once, up to `ahead` pieces beyond the one being played out, so several speech workers may
+queue at once, at most `ahead` of them with speech workers at a time, so several speech workers may
 speak one reply while the first audio leaves after the first clause. `chunks` yields the audio in
 the reply's order whatever order the pieces finish in. `stop` ends it all: pieces still queued are
 cancelled (their jobs end unclaimed), pieces being spoken see their cancel flag, and nothing more is
@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 
 from gateway.speech.pieces import PieceCutter, speakable, spoken_form
 from shared.clients import SpeechClient
+from shared.config import OPENAI_VOICES, Settings
+from shared.errors import InvalidRequest
 from shared.messages import AudioChunk, Priority, ResponseFinal, SpeechEncoding, SynthesizeRequest, new_id
 from shared.messages.session import AudioFormat
 
@@ -28,6 +30,13 @@ AUDIO_TOKEN_MS = 50
 
 def audio_tokens(ms: int) -> int:
     return ms // AUDIO_TOKEN_MS
+
+
+def check_voice(settings: Settings, voice: str, param: str) -> None:
+    """Refuse a voice no speech worker speaks as, naming the ones that are."""
+    if not settings.accepts_voice(voice):
+        known = ", ".join((*OPENAI_VOICES, settings.voice_name))
+        raise InvalidRequest(f"Unknown voice {voice[:64]!r}; use one of: {known}.", param=param)
 
 
 def encoding_of(fmt: AudioFormat) -> tuple[SpeechEncoding, int]:
@@ -101,7 +110,7 @@ class SpeechStream:
         self._slots = asyncio.Semaphore(ahead)
         self._order: asyncio.Queue[_Job | None] = asyncio.Queue()
         self._jobs: list[_Job] = []
-        self.spoken = Spoken(rate=8000 if encoding != "pcm16" else rate)
+        self.spoken = Spoken(rate=rate)  # `encoding_of` gives G.711 its 8 kHz
         self._rate = rate
         self.failure: ResponseFinal | None = None
         self.stopped = False

@@ -21,7 +21,7 @@ from openai import AsyncOpenAI, BadRequestError, NotFoundError
 from tests.e2e.test_batch import finished, read_lines, upload
 from tests.e2e.test_hearing import QUESTION
 from tests.helpers import Realtime, Stack, realtime, stream_audio, user_message, wait_for
-from tests.speech import silence, speak
+from tests.speech import silence, speak, wav_bytes
 
 MODEL = "qwen2.5-coder-0.5b-instruct"
 SPOKEN = {"type": "realtime", "output_modalities": ["audio"], "audio": {"output": {"voice": "marin"}}}
@@ -33,16 +33,6 @@ def _client(stack: Stack) -> AsyncOpenAI:
 
 async def _heard(client: AsyncOpenAI, wav: bytes) -> str:
     return (await client.audio.transcriptions.create(model="whisper-1", file=("reply.wav", wav))).text.lower()
-
-
-def _wav(pcm: bytes, rate: int = 24000) -> bytes:
-    out = io.BytesIO()
-    with wave.open(out, "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        w.writeframes(pcm)
-    return out.getvalue()
 
 
 async def test_speech_endpoint_speaks_what_it_is_given(stack: Stack):
@@ -114,7 +104,7 @@ async def test_realtime_reply_is_spoken_with_its_transcript(stack: Stack):
         assert done["status"] == "completed" and done["output_modalities"] == ["audio"]
         assert done["output"][0]["content"] == [{"type": "output_audio", "transcript": said, "audio": None}]
         assert done["usage"]["output_token_details"]["audio_tokens"] == len(audio) // 2 * 1000 // 24000 // 50 > 0
-        assert "paris" in said.lower() and "paris" in await _heard(client, _wav(audio))
+        assert "paris" in said.lower() and "paris" in await _heard(client, wav_bytes(audio))
 
         # G.711 µ-law, 8 kHz: one byte a sample, from the same workers.
         await rt.send({"type": "session.update", "session": {"audio": {"output": {"format": {"type": "audio/pcmu"}}}}})

@@ -241,14 +241,14 @@ class Sampler:
             self._grammar = C.llama_sampler_init_grammar(vocab, grammar.encode(), b"root")
             if not self._grammar:
                 raise ValueError("llama.cpp could not parse the grammar")
+            self._one = (C.llama_token_data * 1)()  # the one candidate offered to the grammar first
+            self._one_array = C.llama_token_data_array(self._one, 1, -1, False)
         if temperature > 0.0:
             self._chain = C.llama_sampler_chain_init(C.llama_sampler_chain_default_params())
             C.llama_sampler_chain_add(self._chain, C.llama_sampler_init_top_k(64))
             C.llama_sampler_chain_add(self._chain, C.llama_sampler_init_top_p(top_p, 1))
             C.llama_sampler_chain_add(self._chain, C.llama_sampler_init_temp(temperature))
             C.llama_sampler_chain_add(self._chain, C.llama_sampler_init_dist(seed & 0xFFFFFFFF))
-        self._one = (C.llama_token_data * 1)()
-        self._one_array = C.llama_token_data_array(self._one, 1, -1, False)
 
     def accept(self, token: int) -> None:
         """A token chosen earlier (an attempt this one continues): the samplers move past it."""
@@ -265,7 +265,7 @@ class Sampler:
         else:
             token = int(C.llama_sampler_sample(self._chain, self._ctx, batch_index))  # accepts it too
         if self._grammar is None:
-            return token
+            return token  # the hot path: no grammar, nothing more
         if not self._allowed(token, float(logits[token])):
             token = self._constrained(logits)
         C.llama_sampler_accept(self._grammar, token)
