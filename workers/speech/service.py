@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import logging
 import secrets
+from dataclasses import dataclass
 from typing import Any
 
 import redis
@@ -29,10 +30,10 @@ from workers.speech.voice import Voice
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
 class _Loaded:
-    def __init__(self, resolved: ResolvedModel, voice: Voice) -> None:
-        self.resolved = resolved
-        self.voice = voice
+    resolved: ResolvedModel
+    voice: Voice
 
 
 class SpeechService(ModelService[_Loaded]):
