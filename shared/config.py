@@ -97,6 +97,9 @@ class Settings(BaseSettings):
     max_http_header_bytes: int = Field(64 << 10, ge=1024, description="Largest request headers accepted.")
     max_text_chars: int = Field(32_000, ge=1, description="Longest text of one content part.")
     max_instructions_chars: int = Field(16_000, ge=0)
+    max_tools_chars: int = Field(
+        64_000, ge=256, description="Largest `tools` list of a request or session (its JSON, all tools together)."
+    )
     max_conversation_items: int = Field(256, ge=1, description="Items kept per session.")
     session_ttl_s: int = Field(3600, ge=60, description="Idle lifetime of a session's keys in Redis.")
     max_audio_buffer_s: float = Field(300.0, gt=0, description="Longest uncommitted input audio buffer.")

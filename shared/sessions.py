@@ -14,7 +14,7 @@ import redis.asyncio as aioredis
 
 from shared.errors import InvalidRequest
 from shared.keys import Keys
-from shared.messages import InputAudio, InputImage, MessageItem, Session
+from shared.messages import InputAudio, InputImage, Item, MessageItem, Session, item_adapter
 from shared.redis_text import text
 
 # KEYS: items, order. ARGV: item_id, item_json, previous_id ('' = append, '^' = insert first), max_items, ttl_s
@@ -93,7 +93,7 @@ class SessionStore:
         """Delete a session's state now (an HTTP request's conversation, once answered)."""
         await self.drop(session_id)
 
-    async def add_item(self, session_id: str, item: MessageItem, previous_item_id: str | None) -> str | None:
+    async def add_item(self, session_id: str, item: Item, previous_item_id: str | None) -> str | None:
         """Insert an item (after `previous_item_id`, or at the end) and return the id before it."""
         items, order = self._keys.session_items(session_id), self._keys.session_order(session_id)
         status, *prev = await self._add(
@@ -109,13 +109,13 @@ class SessionStore:
         await self.touch(session_id)
         return text(prev[0]) or None
 
-    async def get_item(self, session_id: str, item_id: str) -> MessageItem:
+    async def get_item(self, session_id: str, item_id: str) -> Item:
         raw = await self._r.hget(self._keys.session_items(session_id), item_id)
         if raw is None:
             raise InvalidRequest(f"Item {item_id} does not exist.", code="item_not_found", param="item_id")
-        return MessageItem.model_validate_json(raw)
+        return item_adapter.validate_json(raw)
 
-    async def replace_item(self, session_id: str, item: MessageItem) -> None:
+    async def replace_item(self, session_id: str, item: Item) -> None:
         """Rewrite an item in place; one that has meanwhile been deleted stays deleted."""
         key = self._keys.session_items(session_id)
         await self._r.eval(
@@ -160,7 +160,9 @@ class SessionStore:
         k = self._keys
         keys = k.session_scratch(session_id)
         for raw in await self._r.hvals(k.session_items(session_id)):
-            item = MessageItem.model_validate_json(raw)
+            item = item_adapter.validate_json(raw)
+            if not isinstance(item, MessageItem):
+                continue  # tool calls and their outputs keep no media
             images = [i for i, part in enumerate(item.content) if isinstance(part, InputImage)]
             audio = any(isinstance(part, InputAudio) for part in item.content)
             keys += k.item_media(session_id, item.id, audio, images)
@@ -202,14 +204,16 @@ class SessionWriter:
         self._client.lrem(self._keys.session_order(session_id), 0, item_id)
         return bool(removed)
 
-    def get_item(self, session_id: str, item_id: str) -> MessageItem | None:
+    def get_message(self, session_id: str, item_id: str) -> MessageItem | None:
+        """The item if it is a message (only messages hold speech and pictures); None if gone or not."""
         raw: Any = self._client.hget(self._keys.session_items(session_id), item_id)
-        return None if raw is None else MessageItem.model_validate_json(raw)
+        item = None if raw is None else item_adapter.validate_json(raw)
+        return item if isinstance(item, MessageItem) else None
 
 
-def load_items(client: redis.Redis, keys: Keys, session_id: str, item_ids: Sequence[str]) -> list[MessageItem]:
+def load_items(client: redis.Redis, keys: Keys, session_id: str, item_ids: Sequence[str]) -> list[Item]:
     """The worker's read of a conversation: the listed items that still exist, in order."""
     if not item_ids:
         return []
     raw = client.hmget(keys.session_items(session_id), list(item_ids))
-    return [MessageItem.model_validate_json(r) for r in raw if r is not None]
+    return [item_adapter.validate_json(r) for r in raw if r is not None]

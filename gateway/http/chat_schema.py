@@ -42,9 +42,48 @@ class AudioPart(_Body):
 Part = Annotated[TextPart | ImagePart | AudioPart, Field(discriminator="type")]
 
 
+class CalledFunction(_Body):
+    name: str = Field(min_length=1, max_length=64)
+    arguments: str = Field(max_length=1 << 16)  # JSON text
+
+
+class ToolCall(_Body):
+    """A call an assistant message made, as the reply gave it (history sent back)."""
+
+    id: str = Field(min_length=1, max_length=64)
+    type: Literal["function"] = "function"
+    function: CalledFunction
+
+
 class ChatMessage(_Body):
-    role: Literal["system", "developer", "user", "assistant"]
-    content: str | Annotated[list[Part], Field(min_length=1)]
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    # None only for an assistant message that makes tool calls.
+    content: str | Annotated[list[Part], Field(min_length=1)] | None = None
+    tool_calls: list[ToolCall] | None = Field(None, max_length=128)  # assistant
+    tool_call_id: str | None = Field(None, min_length=1, max_length=64)  # tool
+
+
+class FunctionDef(_Body):
+    name: str
+    description: str = ""
+    parameters: dict[str, Any] | None = None
+    strict: bool | None = None
+
+
+class ChatTool(_Body):
+    """OpenAI's `tools` entry: a function the model may call."""
+
+    type: Literal["function"]
+    function: FunctionDef
+
+
+class NamedFunction(_Body):
+    name: str
+
+
+class NamedToolChoice(_Body):
+    type: Literal["function"]
+    function: NamedFunction
 
 
 class AudioOutputParams(_Body):
@@ -87,6 +126,9 @@ class ChatCompletionRequest(_Body):
     modalities: list[Literal["text", "audio"]] | None = Field(None, min_length=1, max_length=2)
     audio: AudioOutputParams | None = None
     response_format: ResponseFormat | None = None
+    tools: list[ChatTool] | None = None
+    tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
+    parallel_tool_calls: bool = True
 
     def speaks(self) -> bool:
         """Whether the reply is to be spoken too (`modalities` holds "audio")."""

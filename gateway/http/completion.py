@@ -29,6 +29,7 @@ from gateway.http.chat_schema import (
     ChatCompletionRequest,
     ChatMessage,
     ImagePart,
+    NamedToolChoice,
     TextPart,
 )
 from gateway.http.errors import error_body
@@ -37,18 +38,25 @@ from gateway.image_urls import image_bytes
 from gateway.services import Services
 from gateway.speech.containers import SpeechFormat, rate_for, whole_file
 from gateway.speech.stream import SpeechStream, audio_tokens, check_voice
+from gateway.tools.calls import CallArguments, CallDone, CallStarted, Event, Text, ToolCallReader
+from gateway.tools.check import check_tools
 from shared.errors import REDIS_LOST, ErrorInfo, InvalidRequest, NotFound, TooLarge, job_error
 from shared.messages import (
+    FunctionCallItem,
+    FunctionCallOutputItem,
+    FunctionTool,
     GenerateRequest,
     InputAudio,
     InputImage,
     InputText,
+    Item,
     MessageItem,
     OutputFormat,
     OutputText,
     Priority,
     ResponseFinal,
     TokenDelta,
+    ToolChoice,
     new_id,
 )
 from shared.metrics import TIME_TO_FIRST_TOKEN
@@ -96,7 +104,22 @@ def check(services: Services, body: ChatCompletionRequest) -> StopFilter:
             code="missing_required_parameter",
             param="response_format.json_schema",
         )
+    check_tools(_tools(body), _tool_choice(body), max_chars=s.max_tools_chars, param="tools")
     return StopFilter(body.stops())
+
+
+def _tools(body: ChatCompletionRequest) -> list[FunctionTool]:
+    return [
+        FunctionTool(name=t.function.name, description=t.function.description, parameters=t.function.parameters or {})
+        for t in body.tools or []
+    ]
+
+
+def _tool_choice(body: ChatCompletionRequest) -> ToolChoice:
+    choice = body.tool_choice
+    if isinstance(choice, NamedToolChoice):
+        return choice.function.name
+    return choice or "auto"
 
 
 def _output_format(body: ChatCompletionRequest) -> OutputFormat | None:
@@ -143,6 +166,9 @@ async def start(
         priority=priority,
         require_media=require_media,
         output_format=_output_format(body),
+        tools=_tools(body),
+        tool_choice=_tool_choice(body),
+        parallel_tool_calls=body.parallel_tool_calls,
     )
     voice = body.audio if body.speaks() else None
     return Completion(services, request, body.model, stops, attach=stored, detached=detached, voice=voice)
@@ -156,35 +182,19 @@ def _instructions(messages: list[ChatMessage]) -> str | None:
 async def _store_messages(
     services: Services, session_id: str, messages: list[ChatMessage], priority: Priority
 ) -> tuple[str | None, list[str]]:
-    """System and developer messages become the instructions; the others, items of the conversation."""
+    """System and developer messages become the instructions; the others, items of the conversation
+    (an assistant's tool calls and the tools' answers, items of their own)."""
     item_ids: list[str] = []
+    calls: set[str] = set()  # ids of the calls made so far: a tool message answers one of them
     for n, message in enumerate(messages):
         if message.role in ("system", "developer"):
             continue
-        item = MessageItem(id=new_id("item"), role=message.role, content=[])
-        media: list[tuple[int, bytes, str]] = []  # (content index, data, kind)
-        parts = [TextPart(type="text", text=message.content)] if isinstance(message.content, str) else message.content
-        for part in parts or []:
-            index = len(item.content)
-            if isinstance(part, TextPart):
-                _check_text(part.text, services, f"messages[{n}].content")
-                text = OutputText(type="output_text", text=part.text) if message.role == "assistant" else None
-                item.content.append(text or InputText(type="input_text", text=part.text))
-            elif message.role == "assistant":
-                raise InvalidRequest("Assistant messages hold text only.", param=f"messages[{n}].content")
-            elif isinstance(part, ImagePart):
-                data = await image_bytes(part.image_url.url, services.settings)
-                item.content.append(InputImage(type="input_image", detail=part.image_url.detail))
-                media.append((index, data, "image"))
-            else:
-                if any(kind == "audio" for _, _, kind in media):
-                    raise InvalidRequest("A message holds at most one audio part.", param=f"messages[{n}].content")
-                item.content.append(InputAudio(type="input_audio"))
-                media.append((index, _audio_bytes(part, services, n), "audio"))
-        if not item.content:
-            raise InvalidRequest("A message needs some content.", param=f"messages[{n}].content")
-        await services.sessions.add_item(session_id, item, None)
-        item_ids.append(item.id)
+        call_items = _call_items(message, n, calls)  # stored after the message's own text
+        if message.role == "tool" or message.content is None:
+            await _add_items(services, session_id, call_items, item_ids)
+            continue
+        item, media = await _message_item(services, message, n)
+        await _add_items(services, session_id, [item, *call_items], item_ids)
         for index, data, kind in media:
             if kind == "image":
                 await services.images.describe(session_id, item.id, index, data, frame=False, priority=priority)
@@ -193,7 +203,70 @@ async def _store_messages(
     return _instructions(messages), item_ids
 
 
+async def _message_item(
+    services: Services, message: ChatMessage, n: int
+) -> tuple[MessageItem, list[tuple[int, bytes, str]]]:
+    """A message's item, and its media to describe: (content index, data, "image" or "audio")."""
+    item = MessageItem(id=new_id("item"), role=message.role, content=[])
+    media: list[tuple[int, bytes, str]] = []  # (content index, data, kind)
+    parts = [TextPart(type="text", text=message.content)] if isinstance(message.content, str) else message.content
+    for part in parts or []:
+        index = len(item.content)
+        if isinstance(part, TextPart):
+            _check_text(part.text, services, f"messages[{n}].content")
+            text = OutputText(type="output_text", text=part.text) if message.role == "assistant" else None
+            item.content.append(text or InputText(type="input_text", text=part.text))
+        elif message.role == "assistant":
+            raise InvalidRequest("Assistant messages hold text only.", param=f"messages[{n}].content")
+        elif isinstance(part, ImagePart):
+            data = await image_bytes(part.image_url.url, services.settings)
+            item.content.append(InputImage(type="input_image", detail=part.image_url.detail))
+            media.append((index, data, "image"))
+        else:
+            if any(kind == "audio" for _, _, kind in media):
+                raise InvalidRequest("A message holds at most one audio part.", param=f"messages[{n}].content")
+            item.content.append(InputAudio(type="input_audio"))
+            media.append((index, _audio_bytes(part, services, n), "audio"))
+    if not item.content:
+        raise InvalidRequest("A message needs some content.", param=f"messages[{n}].content")
+    return item, media
+
+
+async def _add_items(services: Services, session_id: str, items: list[Item], item_ids: list[str]) -> None:
+    for item in items:
+        await services.sessions.add_item(session_id, item, None)
+        item_ids.append(item.id)
+
+
+def _call_items(message: ChatMessage, n: int, calls: set[str]) -> list[Item]:
+    """The items of an assistant's tool calls, or of a tool's answer (which must follow its call)."""
+    if message.role == "tool":
+        if message.tool_call_id is None:
+            raise InvalidRequest(
+                "A tool message needs the 'tool_call_id' it answers.",
+                code="missing_required_parameter",
+                param=f"messages[{n}].tool_call_id",
+            )
+        if message.tool_call_id not in calls:
+            raise InvalidRequest(
+                f"No earlier assistant message made the tool call '{message.tool_call_id}'.",
+                param=f"messages[{n}].tool_call_id",
+            )
+        return [FunctionCallOutputItem(call_id=message.tool_call_id, output=_plain_text(message, n))]
+    if message.tool_calls and message.role != "assistant":
+        raise InvalidRequest("Only assistant messages make tool calls.", param=f"messages[{n}].tool_calls")
+    if message.content is None and not message.tool_calls:
+        raise InvalidRequest("A message needs some content.", param=f"messages[{n}].content")
+    calls.update(c.id for c in message.tool_calls or [])
+    return [
+        FunctionCallItem(call_id=c.id, name=c.function.name, arguments=c.function.arguments)
+        for c in message.tool_calls or []
+    ]
+
+
 def _plain_text(message: ChatMessage, n: int) -> str:
+    if message.content is None:
+        return ""
     if isinstance(message.content, str):
         return message.content
     if message.content and all(isinstance(p, TextPart) for p in message.content):
@@ -243,6 +316,8 @@ class Completion:
         self._created = int(time.time())
         self._final: ResponseFinal | None = None
         self._media: list[dict[str, Any]] = []
+        # Tool calls are read out of the reply only when the model was offered tools.
+        self._calls = ToolCallReader() if request.tools and request.tool_choice != "none" else None
 
     @property
     def final(self) -> ResponseFinal | None:
@@ -279,8 +354,21 @@ class Completion:
                 _cleanups.add(task)
                 task.add_done_callback(_cleanups.discard)
 
-    async def _spoken(self, *, read_media: bool = False) -> AsyncIterator[tuple[str, str]]:
-        """The reply's text ("text", piece) and its audio ("audio", base64 PCM16) as they come, merged."""
+    async def _events(self, *, read_media: bool = False) -> AsyncIterator[Event]:
+        """The reply as text and tool calls, as they come."""
+        reader = self._calls
+        async for text in self._text(read_media=read_media):
+            if reader is None:
+                yield Text(text)
+            else:
+                for event in reader.push(text):
+                    yield event
+        for event in reader.finish() if reader is not None else []:
+            yield event
+
+    async def _spoken(self, *, read_media: bool = False) -> AsyncIterator[Event | _Audio]:
+        """The reply's text and calls (`_events`) and its audio (base64 PCM16) as they come, merged;
+        only the text is spoken."""
         assert self._voice is not None
         speech = SpeechStream(
             self._services.speech,
@@ -291,13 +379,14 @@ class Completion:
             ahead=self._services.settings.speech_pieces_ahead,
             priority=self._request.priority,
         )
-        out: asyncio.Queue[tuple[str, str] | None] = asyncio.Queue()
+        out: asyncio.Queue[Event | _Audio | None] = asyncio.Queue()
 
         async def text() -> None:
             try:
-                async for piece in self._text(read_media=read_media):
-                    speech.add(piece)
-                    out.put_nowait(("text", piece))
+                async for event in self._events(read_media=read_media):
+                    if isinstance(event, Text):
+                        speech.add(event.text)
+                    out.put_nowait(event)
                 if self._stops.stopped or (self._final is not None and self._final.status == "completed"):
                     speech.finish()
                 else:
@@ -308,7 +397,7 @@ class Completion:
         async def audio() -> None:
             try:
                 async for chunk in speech.chunks():
-                    out.put_nowait(("audio", chunk.audio))
+                    out.put_nowait(_Audio(chunk.audio))
             finally:
                 out.put_nowait(None)
 
@@ -338,7 +427,7 @@ class Completion:
                 item = await self._services.sessions.get_item(self._request.session_id, item_id)
             except InvalidRequest:
                 continue
-            for index, part in enumerate(item.content):
+            for index, part in enumerate(item.content if isinstance(item, MessageItem) else []):
                 if isinstance(part, InputImage):
                     media.append({"item": item_id, "index": index, "type": "image", "description": part.description})
                 elif isinstance(part, InputAudio):
@@ -352,9 +441,9 @@ class Completion:
 
     def _finish_reason(self) -> str:
         final = self._final
-        if self._stops.stopped or final is None or final.status == "completed":
-            return "stop"
-        return "length" if final.status == "incomplete" else "stop"
+        if final is not None and final.status == "incomplete" and not self._stops.stopped:
+            return "length"
+        return "tool_calls" if self._calls is not None and self._calls.calls else "stop"
 
     def _usage(self) -> dict[str, Any]:
         u = self._final.usage if self._final is not None else None
@@ -386,19 +475,23 @@ class Completion:
         `input_media` (an mmstream extension) says what the workers saw and heard in the request.
         """
         audio: list[bytes] = []
-        if self._voice is None:
-            text = "".join([piece async for piece in self._text(read_media=True)])
-        else:
-            pieces: list[str] = []
-            async for kind, value in self._spoken(read_media=True):
-                if kind == "text":
-                    pieces.append(value)
-                else:
-                    audio.append(base64.b64decode(value))
-            text = "".join(pieces)
+        pieces: list[str] = []
+        calls: list[dict[str, Any]] = []
+        events = self._events(read_media=True) if self._voice is None else self._spoken(read_media=True)
+        async for event in events:
+            if isinstance(event, Text):
+                pieces.append(event.text)
+            elif isinstance(event, CallDone):
+                calls.append(_tool_call(event))
+            elif isinstance(event, _Audio):
+                audio.append(base64.b64decode(event.data))
+        text = "".join(pieces)
         if (failure := self.failure()) is not None:
             return failure.status, error_body(failure)
         message: dict[str, Any] = {"role": "assistant", "content": text, "refusal": None}
+        if calls:
+            message["content"] = text.strip() or None
+            message["tool_calls"] = calls
         if self._voice is not None:
             message["content"] = None
             message["audio"] = {
@@ -426,12 +519,18 @@ class Completion:
     async def chunks(self, *, include_usage: bool) -> AsyncIterator[str]:
         if self._voice is None:
             yield self._chunk({"role": "assistant", "content": ""})
-            async for text in self._text():
-                yield self._chunk({"content": text})
+            async for event in self._events():
+                if (delta := _delta(event)) is not None:
+                    yield self._chunk(delta)
         else:
             yield self._chunk({"role": "assistant", "content": None, "audio": {**self._audio_ref(), "transcript": ""}})
-            async for kind, value in self._spoken():
-                yield self._chunk({"audio": {"transcript": value} if kind == "text" else {"data": value}})
+            async for spoken in self._spoken():
+                if isinstance(spoken, _Audio):
+                    yield self._chunk({"audio": {"data": spoken.data}})
+                elif isinstance(spoken, Text):
+                    yield self._chunk({"audio": {"transcript": spoken.text}})
+                elif (delta := _delta(spoken)) is not None:
+                    yield self._chunk(delta)
         if (failure := self.failure()) is not None:
             yield _sse(error_body(failure))
         else:
@@ -451,6 +550,28 @@ class Completion:
     def _chunk(self, delta: dict[str, Any], finish_reason: str | None = None) -> str:
         choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
         return _sse({**self._base(), "choices": [choice]})
+
+
+@dataclass(frozen=True)
+class _Audio:
+    data: str  # base64 PCM16
+
+
+def _tool_call(call: CallDone) -> dict[str, Any]:
+    return {"id": call.call_id, "type": "function", "function": {"name": call.name, "arguments": call.arguments}}
+
+
+def _delta(event: Event) -> dict[str, Any] | None:
+    """A streamed chunk's delta for text or a call, as OpenAI streams them: a call's id and name first,
+    then its arguments in pieces."""
+    if isinstance(event, Text):
+        return {"content": event.text}
+    if isinstance(event, CallStarted):
+        function = {"name": event.name, "arguments": ""}
+        return {"tool_calls": [{"index": event.index, "id": event.call_id, "type": "function", "function": function}]}
+    if isinstance(event, CallArguments):
+        return {"tool_calls": [{"index": event.index, "function": {"arguments": event.delta}}]}
+    return None
 
 
 def _sse(payload: dict[str, Any]) -> str:

@@ -19,6 +19,7 @@ from gateway.realtime.state import SessionState
 from gateway.realtime.turns import commit_buffer
 from gateway.services import Services
 from gateway.speech.stream import check_voice
+from gateway.tools.check import check_tools, realtime_tools
 from shared.errors import InvalidRequest
 from shared.messages import (
     CLIENT_EVENT_TYPES,
@@ -30,10 +31,13 @@ from shared.messages import (
     ConversationItemRetrieved,
     ConversationItemTruncate,
     ConversationItemTruncated,
+    FunctionCallItem,
+    FunctionCallOutputItem,
     InputAudioBufferAppend,
     InputAudioBufferClear,
     InputAudioBufferCleared,
     InputAudioBufferCommit,
+    MessageItem,
     OutputAudio,
     RateLimit,
     RateLimitsUpdated,
@@ -42,6 +46,7 @@ from shared.messages import (
     SessionUpdate,
     SessionUpdated,
     parse_client_event,
+    tool_choice_name,
 )
 
 Handler = Callable[[Any], Awaitable[None]]
@@ -114,6 +119,12 @@ class ClientEvents:
             check_length(patch.instructions, self._settings.max_instructions_chars, "session.instructions")
         session = self._state.session.merged(patch)
         check_voice(self._settings, session.audio.output.voice, "session.audio.output.voice")
+        check_tools(
+            realtime_tools(session.tools),
+            tool_choice_name(session.tool_choice),
+            max_chars=self._settings.max_tools_chars,
+            param="session.tools",
+        )
         self._state.audio.set_format(session.audio.input.format)  # refused while audio is buffered
         self._state.session = session
         await self._services.sessions.save(session)
@@ -126,15 +137,27 @@ class ClientEvents:
             await self._spend("frames", len(checked.pictures))
         pictures = [(index, await image_bytes(url, self._settings)) for index, url in checked.pictures]
         item = checked.item
+        if isinstance(item, FunctionCallOutputItem) and not await self._has_call(item.call_id):
+            raise InvalidRequest(
+                f"No function_call item with call_id '{item.call_id}' is in the conversation.", param="item.call_id"
+            )
         self._runner.idle.disarm()
         previous = await self._services.sessions.add_item(sid, item, event.previous_item_id)
         await announce_item(self._socket, item, previous, done=not item.pending_media())
         # Transcripts and descriptions follow (relayed from the workers); then conversation.item.done.
         if checked.speech is not None:
             await self._services.audio.transcribe_item(sid, item.id, checked.speech)
-        frame = item.images_only() and len(pictures) == 1
+        frame = isinstance(item, MessageItem) and item.images_only() and len(pictures) == 1
         for index, data in pictures:
             await self._services.images.describe(sid, item.id, index, data, frame=frame)
+
+    async def _has_call(self, call_id: str) -> bool:
+        sid = self._state.session_id
+        for item_id in await self._services.sessions.item_ids(sid):
+            item = await self._services.sessions.get_item(sid, item_id)
+            if isinstance(item, FunctionCallItem) and item.call_id == call_id:
+                return True
+        return False
 
     async def _item_delete(self, event: ConversationItemDelete) -> None:
         await self._services.sessions.delete_item(self._state.session_id, event.item_id)
@@ -151,6 +174,8 @@ class ClientEvents:
         """
         sid = self._state.session_id
         item = await self._services.sessions.get_item(sid, event.item_id)
+        if not isinstance(item, MessageItem):
+            raise InvalidRequest("Only the audio of an assistant message can be truncated.", param="item_id")
         index, end_ms = event.content_index, event.audio_end_ms
         spoken = self._state.spoken.get(item.id)
         running = spoken is not None and item.status == "in_progress"

@@ -14,10 +14,12 @@ from shared.messages import (
     ConversationItemAdded,
     ConversationItemCreated,
     ConversationItemDone,
+    FunctionCallItem,
+    FunctionCallOutputItem,
     InputAudio,
     InputImage,
     InputText,
-    MessageItem,
+    Item,
     OutputAudio,
     OutputText,
 )
@@ -29,7 +31,7 @@ _MAX_PICTURES = 8
 
 @dataclass(frozen=True)
 class CheckedItem:
-    item: MessageItem  # as stored: id and status filled in, media taken out
+    item: Item  # as stored: id and status filled in, media taken out
     speech: bytes | None  # 16 kHz PCM16 of its input_audio part
     pictures: list[tuple[int, str]]  # (content index, image_url) of its input_image parts
 
@@ -39,7 +41,13 @@ def check_length(text: str, limit: int, param: str) -> None:
         raise InvalidRequest(f"'{param}' is longer than {limit} characters.", param=param)
 
 
-def checked_item(item: MessageItem, settings: Settings, fmt: AudioFormat) -> CheckedItem:
+def checked_item(item: Item, settings: Settings, fmt: AudioFormat) -> CheckedItem:
+    if isinstance(item, FunctionCallItem):
+        check_length(item.arguments, settings.max_text_chars, "item.arguments")
+        return CheckedItem(item.model_copy(update={"status": "completed"}), None, [])
+    if isinstance(item, FunctionCallOutputItem):
+        check_length(item.output, settings.max_text_chars, "item.output")
+        return CheckedItem(item.model_copy(update={"status": "completed"}), None, [])
     if not item.content:
         raise InvalidRequest("A message needs at least one content part.", param="item.content")
     speech: bytes | None = None
@@ -76,7 +84,7 @@ def checked_item(item: MessageItem, settings: Settings, fmt: AudioFormat) -> Che
     return CheckedItem(stored, speech, pictures)
 
 
-async def announce_item(socket: ClientSocket, item: MessageItem, previous: str | None, *, done: bool) -> None:
+async def announce_item(socket: ClientSocket, item: Item, previous: str | None, *, done: bool) -> None:
     """Tell the client an item is in the conversation; `done` unless transcripts or descriptions are due."""
     await socket.send(ConversationItemAdded(previous_item_id=previous, item=item))
     await socket.send(ConversationItemCreated(previous_item_id=previous, item=item))

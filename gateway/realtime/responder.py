@@ -24,7 +24,9 @@ from typing import TypedDict
 
 from redis.exceptions import RedisError
 
+from gateway.realtime.function_calls import CallRelay
 from gateway.speech.stream import SpeechStream, Spoken, audio_tokens
+from gateway.tools.calls import Text, ToolCallReader
 from shared.clients import DecoderClient
 from shared.errors import REDIS_LOST
 from shared.messages import (
@@ -122,8 +124,11 @@ async def stream_response(
     audio = asyncio.create_task(_forward_audio(speech, send, where, stop)) if speech else None
 
     final: ResponseFinal | None = None
+    calls = CallRelay(send, sessions, sid, rid, in_conversation=in_conversation)
     try:
-        text, final = await _relay_tokens(decoder, request, send=send, where=where, speech=speech, stop=stop)
+        text, final = await _relay_tokens(
+            decoder, request, send=send, where=where, speech=speech, stop=stop, calls=calls
+        )
     finally:
         if speech is not None and audio is not None:  # also when this task is cancelled: silence it
             final = await _end_speech(speech, audio, final, stop)
@@ -140,7 +145,7 @@ async def stream_response(
         update={
             "status": final.status,
             "status_details": _status_details(final),
-            "output": [item],
+            "output": [item, *calls.items],
             "usage": _usage(final, speech.spoken.played_ms if speech else 0),
         }
     )
@@ -156,24 +161,34 @@ async def _relay_tokens(
     where: _PartRef,
     speech: SpeechStream | None,
     stop: Stop,
+    calls: CallRelay,
 ) -> tuple[str, ResponseFinal]:
-    """Forward the reply's text (as the audio's transcript when spoken); its text and final event."""
+    """Forward the reply's text (as the audio's transcript when spoken) and its tool calls (to `calls`);
+    its text and final event."""
     pieces: list[str] = []
     final = ResponseFinal(status="failed", error_code="server_error", error_message="No final event.")
     started = time.perf_counter()
+    reader = ToolCallReader() if request.tools and request.tool_choice != "none" else None
+
+    async def say(text: str) -> None:
+        if not pieces:
+            TIME_TO_FIRST_TOKEN.labels("realtime").observe(time.perf_counter() - started)
+        pieces.append(text)
+        if speech is None:
+            await send(ResponseOutputTextDelta(**where, delta=text))
+        elif not stop.event.is_set():
+            await send(ResponseOutputAudioTranscriptDelta(**where, delta=text))
+            speech.add(text)
+
     try:
         async for event in decoder.generate(request):
             if isinstance(event, ResponseFinal):
                 final = event
             elif isinstance(event, TokenDelta) and event.text:
-                if not pieces:
-                    TIME_TO_FIRST_TOKEN.labels("realtime").observe(time.perf_counter() - started)
-                pieces.append(event.text)
-                if speech is None:
-                    await send(ResponseOutputTextDelta(**where, delta=event.text))
-                elif not stop.event.is_set():
-                    await send(ResponseOutputAudioTranscriptDelta(**where, delta=event.text))
-                    speech.add(event.text)
+                for said in reader.push(event.text) if reader is not None else [Text(event.text)]:
+                    await (say(said.text) if isinstance(said, Text) else calls.on(said))
+        for said in reader.finish() if reader is not None else []:
+            await (say(said.text) if isinstance(said, Text) else calls.on(said, complete=final.status == "completed"))
     except RedisError:
         # The reply travels through Redis: without it this one ends here, and the client hears why
         # (with the code the HTTP API gives the same failure).

@@ -25,6 +25,7 @@ from gateway.realtime.state import SessionState
 from gateway.realtime.turns import IdleTimer
 from gateway.services import Services
 from gateway.speech.stream import SpeechStream, encoding_of
+from gateway.tools.check import check_tools, realtime_tools
 from shared.errors import InvalidRequest
 from shared.messages import (
     AudioOutput,
@@ -34,6 +35,7 @@ from shared.messages import (
     ResponseParams,
     new_id,
     output_modalities,
+    tool_choice_name,
 )
 
 log = logging.getLogger(__name__)
@@ -260,7 +262,10 @@ class ResponseRunner:
             max_output_tokens=s.max_output_tokens_cap
             if max_tokens == "inf"
             else min(max_tokens, s.max_output_tokens_cap),
+            tools=realtime_tools(params.tools if params.tools is not None else session.tools),
+            tool_choice=tool_choice_name(params.tool_choice or session.tool_choice),
         )
+        check_tools(request.tools, request.tool_choice, max_chars=s.max_tools_chars, param="response.tools")
         voice = session.audio.output if modalities == ["audio"] else None
         return _Planned(response, request, in_conversation, voice)
 

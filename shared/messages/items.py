@@ -1,10 +1,15 @@
-"""Conversation items and their content parts, as clients send them and the server keeps them."""
+"""Conversation items and their content parts, as clients send them and the server keeps them.
+
+An item is a message (`MessageItem`), a tool call the assistant made (`FunctionCallItem`) or the
+result the client sends back for it (`FunctionCallOutputItem`): the Realtime API's three kinds. `Item`
+is their union, read through `item_adapter`.
+"""
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, TypeAdapter, field_validator
 
 from shared.messages.base import ClientModel, new_id
 
@@ -54,6 +59,10 @@ class InputImage(ClientModel):
 ContentPart = Annotated[InputText | OutputText | OutputAudio | InputAudio | InputImage, Field(discriminator="type")]
 
 
+def _new_item_id(value: Any) -> Any:
+    return new_id("item") if value is None else value  # an explicit null, as an omitted id
+
+
 class MessageItem(ClientModel):
     """A conversation message. Clients may omit id (a new one is made), object and status.
 
@@ -67,10 +76,7 @@ class MessageItem(ClientModel):
     role: Literal["user", "assistant", "system"]
     content: list[ContentPart] = Field(default_factory=list, max_length=64)
 
-    @field_validator("id", mode="before")
-    @classmethod
-    def _id_or_new(cls, value: Any) -> Any:
-        return new_id("item") if value is None else value  # an explicit null, as an omitted id
+    _id_or_new = field_validator("id", mode="before")(_new_item_id)
 
     def text(self) -> str:
         """The message as text: typed text, transcripts of its speech, descriptions of its pictures."""
@@ -86,6 +92,43 @@ class MessageItem(ClientModel):
 
     def images_only(self) -> bool:
         return bool(self.content) and all(isinstance(p, InputImage) for p in self.content)
+
+
+class FunctionCallItem(ClientModel):
+    """A tool call the assistant made: `arguments` is the JSON text of the call's arguments."""
+
+    id: str = Field(default_factory=lambda: new_id("item"), min_length=1, max_length=64)
+    type: Literal["function_call"] = "function_call"
+    object: Literal["realtime.item"] = "realtime.item"
+    status: ItemStatus = "completed"
+    call_id: str = Field(default_factory=lambda: new_id("call"), min_length=1, max_length=64)
+    name: str = Field(min_length=1, max_length=64)
+    arguments: str = ""
+
+    _id_or_new = field_validator("id", mode="before")(_new_item_id)
+
+    def pending_media(self) -> bool:
+        return False
+
+
+class FunctionCallOutputItem(ClientModel):
+    """What the client's tool returned for the call `call_id` (any text; JSON by convention)."""
+
+    id: str = Field(default_factory=lambda: new_id("item"), min_length=1, max_length=64)
+    type: Literal["function_call_output"] = "function_call_output"
+    object: Literal["realtime.item"] = "realtime.item"
+    status: ItemStatus = "completed"
+    call_id: str = Field(min_length=1, max_length=64)
+    output: str
+
+    _id_or_new = field_validator("id", mode="before")(_new_item_id)
+
+    def pending_media(self) -> bool:
+        return False
+
+
+Item = Annotated[MessageItem | FunctionCallItem | FunctionCallOutputItem, Field(discriminator="type")]
+item_adapter: TypeAdapter[MessageItem | FunctionCallItem | FunctionCallOutputItem] = TypeAdapter(Item)
 
 
 def part_text(part: InputText | OutputText | OutputAudio | InputAudio | InputImage) -> str:

@@ -10,8 +10,8 @@ from typing import Annotated, Any, Literal, get_args
 from pydantic import Field, TypeAdapter
 
 from shared.messages.base import ClientModel
-from shared.messages.items import MessageItem
-from shared.messages.session import OutputModality, SessionPatch
+from shared.messages.items import Item
+from shared.messages.session import OutputModality, RealtimeTool, RealtimeToolChoice, SessionPatch
 
 
 class ResponseParams(ClientModel):
@@ -22,6 +22,8 @@ class ResponseParams(ClientModel):
     temperature: float | None = Field(None, ge=0.0, le=2.0)
     conversation: Literal["auto", "none"] = "auto"
     metadata: dict[str, str] | None = None
+    tools: list[RealtimeTool] | None = None
+    tool_choice: RealtimeToolChoice | None = None
 
 
 class SessionUpdate(ClientModel):
@@ -34,7 +36,7 @@ class ConversationItemCreate(ClientModel):
     type: Literal["conversation.item.create"]
     event_id: str | None = None
     previous_item_id: str | None = None
-    item: MessageItem
+    item: Item
 
 
 class ConversationItemDelete(ClientModel):

@@ -8,7 +8,7 @@ from pydantic import Field
 
 from shared.errors import ErrorCode, ErrorType
 from shared.messages.base import FinalStatus, StrictModel, new_event_id
-from shared.messages.items import MessageItem
+from shared.messages.items import Item
 from shared.messages.session import MaxTokens, OutputModality, Session
 
 ResponseStatus = Literal["in_progress", "completed", "cancelled", "incomplete", "failed"]
@@ -51,7 +51,7 @@ class Response(StrictModel):
     object: Literal["realtime.response"] = "realtime.response"
     status: ResponseStatus = "in_progress"
     status_details: StatusDetails | None = None
-    output: list[MessageItem] = Field(default_factory=list)
+    output: list[Item] = Field(default_factory=list)
     conversation_id: str | None = None
     output_modalities: list[OutputModality] = ["text"]
     max_output_tokens: MaxTokens = "inf"
@@ -101,13 +101,13 @@ class SessionUpdated(_ServerEvent):
 class ConversationItemAdded(_ServerEvent):
     type: Literal["conversation.item.added"] = "conversation.item.added"
     previous_item_id: str | None
-    item: MessageItem
+    item: Item
 
 
 class ConversationItemDone(_ServerEvent):
     type: Literal["conversation.item.done"] = "conversation.item.done"
     previous_item_id: str | None
-    item: MessageItem
+    item: Item
 
 
 class ConversationItemCreated(_ServerEvent):
@@ -115,7 +115,7 @@ class ConversationItemCreated(_ServerEvent):
 
     type: Literal["conversation.item.created"] = "conversation.item.created"
     previous_item_id: str | None
-    item: MessageItem
+    item: Item
 
 
 class ConversationItemDeleted(_ServerEvent):
@@ -125,7 +125,7 @@ class ConversationItemDeleted(_ServerEvent):
 
 class ConversationItemRetrieved(_ServerEvent):
     type: Literal["conversation.item.retrieved"] = "conversation.item.retrieved"
-    item: MessageItem
+    item: Item
 
 
 class ResponseCreated(_ServerEvent):
@@ -142,14 +142,33 @@ class ResponseOutputItemAdded(_ServerEvent):
     type: Literal["response.output_item.added"] = "response.output_item.added"
     response_id: str
     output_index: int
-    item: MessageItem
+    item: Item
 
 
 class ResponseOutputItemDone(_ServerEvent):
     type: Literal["response.output_item.done"] = "response.output_item.done"
     response_id: str
     output_index: int
-    item: MessageItem
+    item: Item
+
+
+class ResponseFunctionCallArgumentsDelta(_ServerEvent):
+    type: Literal["response.function_call_arguments.delta"] = "response.function_call_arguments.delta"
+    response_id: str
+    item_id: str
+    output_index: int
+    call_id: str
+    delta: str
+
+
+class ResponseFunctionCallArgumentsDone(_ServerEvent):
+    type: Literal["response.function_call_arguments.done"] = "response.function_call_arguments.done"
+    response_id: str
+    item_id: str
+    output_index: int
+    call_id: str
+    name: str
+    arguments: str
 
 
 class TextPart(StrictModel):
@@ -335,6 +354,8 @@ ServerEvent = (
     | ResponseOutputAudioDone
     | ResponseOutputAudioTranscriptDelta
     | ResponseOutputAudioTranscriptDone
+    | ResponseFunctionCallArgumentsDelta
+    | ResponseFunctionCallArgumentsDone
     | ConversationItemTruncated
     | InputAudioBufferCommitted
     | InputAudioBufferCleared

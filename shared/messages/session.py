@@ -117,6 +117,28 @@ def output_modalities(given: list[OutputModality]) -> list[OutputModality]:
     return ["audio"] if "audio" in given else ["text"]
 
 
+class RealtimeTool(ClientModel):
+    """A function the model may call (the Realtime API's flat shape of a tool)."""
+
+    type: Literal["function"] = "function"
+    name: str
+    description: str = ""
+    parameters: dict[str, Any] = Field(default_factory=dict)
+
+
+class NamedFunction(ClientModel):
+    type: Literal["function"]
+    name: str
+
+
+RealtimeToolChoice = Literal["auto", "none", "required"] | NamedFunction
+
+
+def tool_choice_name(choice: RealtimeToolChoice) -> str:
+    """The choice as the decoder takes it: a mode, or the one function's name."""
+    return choice.name if isinstance(choice, NamedFunction) else choice
+
+
 class SessionPatch(ClientModel):
     """The fields of `session.update` we honour; others are accepted and ignored.
 
@@ -139,6 +161,8 @@ class SessionPatch(ClientModel):
     voice: str | None = Field(None, min_length=1, max_length=64)  # beta name
     output_audio_format: Literal["pcm16", "g711_ulaw", "g711_alaw"] | None = None  # beta name
     fusion: FusionMode | None = None
+    tools: list[RealtimeTool] | None = None
+    tool_choice: RealtimeToolChoice | None = None
 
     def modalities_change(self) -> list[OutputModality] | None:
         given = self.output_modalities or self.modalities
@@ -183,10 +207,12 @@ class Session(StrictModel):
     temperature: float
     audio: SessionAudio = Field(default_factory=SessionAudio)
     fusion: FusionMode = "text"
+    tools: list[RealtimeTool] = Field(default_factory=list)
+    tool_choice: RealtimeToolChoice = "auto"
 
     def merged(self, patch: SessionPatch) -> Session:
-        keep = {"instructions", "max_output_tokens", "temperature", "fusion"}
-        update: dict[str, Any] = {k: v for k, v in patch.model_dump(include=keep).items() if v is not None}
+        keep = {"instructions", "max_output_tokens", "temperature", "fusion", "tools", "tool_choice"}
+        update: dict[str, Any] = {k: getattr(patch, k) for k in keep if getattr(patch, k) is not None}
         if (modalities := patch.modalities_change()) is not None:
             update["output_modalities"] = modalities
         heard, spoken = patch.audio_input_changes(), patch.audio_output_changes()

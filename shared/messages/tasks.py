@@ -21,6 +21,18 @@ class OutputFormat(StrictModel):
     json_schema: dict[str, Any] | None = None
 
 
+class FunctionTool(StrictModel):
+    """A function the model may call: its name, what it does, and its arguments' JSON schema."""
+
+    name: str
+    description: str = ""
+    parameters: dict[str, Any] = Field(default_factory=dict)
+
+
+# "auto": the model chooses; "none": no call; "required": at least one call; else the one function to call.
+ToolChoice = Literal["auto", "none", "required"] | str
+
+
 class GenerateRequest(StrictModel):
     """Payload of `decode.generate`: keys into Redis and sampling settings, never the media itself."""
 
@@ -39,6 +51,9 @@ class GenerateRequest(StrictModel):
     # described (an encoder died): batch lines are retried, a person gets the best answer now.
     require_media: bool = False
     output_format: OutputFormat | None = None
+    tools: list[FunctionTool] = Field(default_factory=list)
+    tool_choice: ToolChoice = "auto"
+    parallel_tool_calls: bool = True
 
 
 class TranscribeRequest(StrictModel):

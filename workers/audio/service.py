@@ -283,7 +283,7 @@ class AudioService(ModelService[_Models]):
 
     def _transcribe_item(self, request: TranscribeRequest, sid: str, item_id: str) -> None:
         """Speech a client put into a conversation item: its transcript, as for a committed turn."""
-        item = self._writer.get_item(sid, item_id)
+        item = self._writer.get_message(sid, item_id)
         if item is None or not any(isinstance(p, InputAudio) and p.transcript is None for p in item.content):
             return  # deleted, or transcribed already (a task sent again while the first one finished)
         try:

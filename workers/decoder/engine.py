@@ -40,6 +40,7 @@ import numpy as np
 import numpy.typing as npt
 
 from shared.metrics import DECODER_ENGINE_CPU
+from workers.decoder.grammar import Grammar
 from workers.decoder.llama import DecodeError, LlamaModel, Sampler, TextStream
 
 log = logging.getLogger(__name__)
@@ -89,7 +90,7 @@ class Job:
     background: bool = False  # batch work: steps only while no interactive job is active
     resume: list[int] = field(default_factory=list)
     vectors: dict[int, npt.NDArray[np.float32]] = field(default_factory=dict)  # soft token id -> vector
-    grammar: str | None = None  # GBNF the reply must follow (structured output)
+    grammar: Grammar | None = None  # what the reply must follow (structured output, tool calls)
     cancelled: threading.Event = field(default_factory=threading.Event)
     cancel_reason: str = "client_cancelled"
     events: queue.SimpleQueue[EngineEvent] = field(default_factory=queue.SimpleQueue)

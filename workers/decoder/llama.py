@@ -11,7 +11,8 @@ import ctypes
 import functools
 import logging
 import math
-from collections.abc import Sequence
+import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +21,7 @@ import numpy as np
 import numpy.typing as npt
 
 from workers.decoder.backends import Backends, load_backends
+from workers.decoder.grammar import Grammar
 
 log = logging.getLogger("llama.cpp")
 
@@ -183,12 +185,22 @@ class LlamaModel:
         ptr = C.llama_get_logits_ith(self._ctx, batch_index)
         return np.ctypeslib.as_array(ptr, shape=(self.n_vocab,)).copy()
 
-    def new_sampler(self, temperature: float, top_p: float, seed: int, grammar: str | None = None) -> Sampler:
-        return Sampler(self._ctx, temperature, top_p, seed, n_vocab=self.n_vocab, vocab=self._vocab, grammar=grammar)
+    def new_sampler(self, temperature: float, top_p: float, seed: int, grammar: Grammar | None = None) -> Sampler:
+        return Sampler(
+            self._ctx,
+            temperature,
+            top_p,
+            seed,
+            n_vocab=self.n_vocab,
+            vocab=self._vocab,
+            grammar=grammar,
+            piece=functools.partial(self.piece, special=True),
+            tokenize=self.tokenize,
+        )
 
-    def grammar_error(self, grammar: str) -> str | None:
+    def grammar_error(self, grammar: Grammar) -> str | None:
         """Why llama.cpp cannot use this grammar (it parses it when the sampler is made), or None."""
-        sampler = C.llama_sampler_init_grammar(self._vocab, grammar.encode(), b"root")
+        sampler = _grammar_sampler(self._vocab, grammar)
         if not sampler:
             return "llama.cpp could not parse the grammar made from it"
         C.llama_sampler_free(sampler)
@@ -213,13 +225,19 @@ class DecodeError(RuntimeError):
 
 class Sampler:
     """A sampler chain for one sequence: greedy at temperature 0, else top-p then temperature; with a
-    grammar (structured output), only a token the grammar allows is picked.
+    grammar (structured output, tool calls), only a token the grammar allows is picked.
 
     Greedy is an argmax over the logits in place: llama.cpp's greedy sampler first copies the whole
     vocabulary (150k entries for Qwen) into a candidate array, for every token. The grammar is asked
     about the token picked without it first, and applied to the whole vocabulary only when it refuses
     that token, as llama.cpp's own common sampler does: running it over every candidate every step cost
     40% of the tokens/s here (bench/grammar.py).
+
+    A grammar with triggers (a tool call may start anywhere) waits until the reply so far matches one,
+    then takes over from there. That wait is done here, not by llama.cpp's lazy grammar: llama.cpp feeds
+    the text from the trigger on to the grammar and throws (through the C API: the process dies) when
+    the grammar refuses it, e.g. a reply that starts with "{}". Here that text is tried token by token,
+    each one offered before it is accepted, and a refused start leaves the reply free.
     """
 
     def __init__(
@@ -231,18 +249,31 @@ class Sampler:
         *,
         n_vocab: int,
         vocab: C.llama_vocab_p | None = None,
-        grammar: str | None = None,
+        grammar: Grammar | None = None,
+        piece: Callable[[int], bytes] | None = None,
+        tokenize: Callable[[str], list[int]] | None = None,
     ) -> None:
         self._ctx = ctx
         self._n_vocab = n_vocab
+        self._vocab = vocab
         self._chain = None
         self._grammar = None
+        self._waiting: Grammar | None = None  # a grammar whose trigger has not come yet
+        self._said = ""  # the reply so far, while waiting for a trigger
+        self._refused: set[int] = set()  # where a trigger matched but the grammar refused the text
+        self._piece = piece
+        self._tokenize = tokenize
         if grammar is not None:
-            self._grammar = C.llama_sampler_init_grammar(vocab, grammar.encode(), b"root")
-            if not self._grammar:
-                raise ValueError("llama.cpp could not parse the grammar")
             self._one = (C.llama_token_data * 1)()  # the one candidate offered to the grammar first
             self._one_array = C.llama_token_data_array(self._one, 1, -1, False)
+            if grammar.triggers:
+                if piece is None or tokenize is None:
+                    raise ValueError("a grammar with triggers needs piece and tokenize")
+                self._waiting = grammar
+            else:
+                self._grammar = _grammar_sampler(vocab, grammar)
+                if not self._grammar:
+                    raise ValueError("llama.cpp could not parse the grammar")
         if temperature > 0.0:
             self._chain = C.llama_sampler_chain_init(C.llama_sampler_chain_default_params())
             C.llama_sampler_chain_add(self._chain, C.llama_sampler_init_top_k(64))
@@ -252,10 +283,15 @@ class Sampler:
 
     def accept(self, token: int) -> None:
         """A token chosen earlier (an attempt this one continues): the samplers move past it."""
-        if self._grammar is not None:
-            C.llama_sampler_accept(self._grammar, token)
         if self._chain is not None:
             C.llama_sampler_accept(self._chain, token)
+        if self._grammar is not None and not self._allowed(self._grammar, token, 0.0):
+            # Not what this grammar makes (llama.cpp would throw on it): the rest of the reply goes free.
+            log.warning("a resumed reply left its grammar; going on without it")
+            C.llama_sampler_free(self._grammar)
+            self._grammar = None
+            return
+        self._follow(token)
 
     def sample(self, batch_index: int) -> int:
         """Pick the next token from the logits at `batch_index` of the last decode (and accept it)."""
@@ -264,17 +300,47 @@ class Sampler:
             token = int(logits.argmax())
         else:
             token = int(C.llama_sampler_sample(self._chain, self._ctx, batch_index))  # accepts it too
-        if self._grammar is None:
+        if self._grammar is None and self._waiting is None:
             return token  # the hot path: no grammar, nothing more
-        if not self._allowed(token, float(logits[token])):
+        if self._grammar is not None and not self._allowed(self._grammar, token, float(logits[token])):
             token = self._constrained(logits)
-        C.llama_sampler_accept(self._grammar, token)
+        self._follow(token)
         return token
 
-    def _allowed(self, token: int, logit: float) -> bool:
+    def _follow(self, token: int) -> None:
+        """Move the grammar past `token`, or start it if `token` completes a trigger."""
+        if self._grammar is not None:
+            C.llama_sampler_accept(self._grammar, token)
+            return
+        if self._waiting is None:
+            return
+        assert self._piece is not None
+        self._said += self._piece(token).decode("utf-8", "replace")
+        for pattern in self._waiting.triggers:
+            if (m := re.fullmatch(pattern, self._said)) is not None and m.start(1) not in self._refused:
+                self._grammar = self._started(self._waiting, self._said[m.start(1) :])
+                if self._grammar is not None:
+                    self._waiting, self._said = None, ""
+                    return
+                self._refused.add(m.start(1))
+
+    def _started(self, grammar: Grammar, text: str) -> C.llama_sampler_p | None:
+        """A grammar sampler that has accepted `text`, or None when the grammar refuses it."""
+        assert self._tokenize is not None
+        sampler = _grammar_sampler(self._vocab, Grammar(grammar.text))
+        if not sampler:
+            return None
+        for token in self._tokenize(text):
+            if not self._allowed(sampler, token, 0.0):
+                C.llama_sampler_free(sampler)
+                return None
+            C.llama_sampler_accept(sampler, token)
+        return sampler
+
+    def _allowed(self, grammar: C.llama_sampler_p, token: int, logit: float) -> bool:
         self._one[0] = C.llama_token_data(token, logit, 0.0)
         self._one_array.size, self._one_array.selected, self._one_array.sorted = 1, -1, False
-        C.llama_sampler_apply(self._grammar, ctypes.byref(self._one_array))
+        C.llama_sampler_apply(grammar, ctypes.byref(self._one_array))
         return bool(np.isfinite(self._one[0].logit))
 
     def _constrained(self, logits: npt.NDArray[np.float32]) -> int:
@@ -296,6 +362,11 @@ class Sampler:
         if self._grammar:
             C.llama_sampler_free(self._grammar)
             self._grammar = None
+
+
+def _grammar_sampler(vocab: C.llama_vocab_p | None, grammar: Grammar) -> C.llama_sampler_p:
+    """llama.cpp's grammar sampler; null when it cannot parse the grammar."""
+    return C.llama_sampler_init_grammar(vocab, grammar.text.encode(), b"root")
 
 
 class TextStream:

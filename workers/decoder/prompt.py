@@ -9,10 +9,16 @@ tags) or transcript, `embed` as soft tokens (projected CLIP embeddings, projecte
 states) in their place, `both` as the two together.
 The template is rendered with a marker where soft tokens go; the text between markers is
 tokenized piece by piece and the soft tokens' ids are put between the pieces.
+
+Tools reach the template as Hugging Face passes them (`tools`, assistant `tool_calls`, `role: tool`
+messages), so a template that knows tools (Qwen2.5's does) renders them its own way. For one that does
+not, `ChatTemplate` writes them as text in the Hermes form most open models were tuned on: the list in
+the system message, calls in `<tool_call>` tags, results in `<tool_response>` tags.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -24,7 +30,16 @@ import numpy.typing as npt
 from jinja2.exceptions import TemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from shared.messages import FusionMode, InputAudio, InputImage, MessageItem, part_text
+from shared.messages import (
+    FunctionCallItem,
+    FunctionCallOutputItem,
+    FunctionTool,
+    FusionMode,
+    InputAudio,
+    InputImage,
+    Item,
+    part_text,
+)
 from workers.fusion.projector import soft_token_ids
 
 Floats = npt.NDArray[np.float32]
@@ -44,7 +59,7 @@ SoftInputs = Mapping[tuple[str, int], SoftBlock]
 _MARKER = "<mm:soft:{}>"
 _MARKER_RE = re.compile(r"<mm:soft:(\d+)>")
 
-ChatMessage = dict[str, str]
+ChatMessage = dict[str, Any]
 
 # Used only when a model file carries no template of its own.
 _CHATML = (
@@ -57,28 +72,124 @@ def _raise(message: str) -> None:
     raise TemplateError(message)
 
 
+def _tojson(value: Any, indent: int | None = None, **_: Any) -> str:
+    # Hugging Face's filter: plain JSON. Jinja's own escapes <, > and & for HTML, which the models never saw.
+    return json.dumps(value, ensure_ascii=False, indent=indent)
+
+
+_PROBE = "mm_probe_7f3a"  # a name no template writes by itself
+
+
 class ChatTemplate:
     def __init__(self, source: str | None, *, bos_token: str, eos_token: str) -> None:
         env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
         env.globals["raise_exception"] = _raise
         env.globals["strftime_now"] = lambda fmt: datetime.now().strftime(fmt)
+        env.filters["tojson"] = _tojson
         self._template = env.from_string(source or _CHATML)
         self._specials: dict[str, Any] = {"bos_token": bos_token, "eos_token": eos_token}
+        self.knows_tools = self._writes_probe(tools=[tool_schema(FunctionTool(name=_PROBE))])
+        call = {"id": "call_0", "type": "function", "function": {"name": _PROBE, "arguments": {}}}
+        self.knows_tool_calls = self._writes_probe(
+            messages=[
+                {"role": "user", "content": "?"},
+                {"role": "assistant", "content": "", "tool_calls": [call]},
+                {"role": "tool", "content": "1", "tool_call_id": "call_0", "name": _PROBE},
+            ]
+        )
 
-    def render(self, messages: Sequence[ChatMessage]) -> str:
-        return self._template.render(messages=list(messages), add_generation_prompt=True, **self._specials)
+    def _writes_probe(
+        self, *, tools: list[dict[str, Any]] | None = None, messages: list[ChatMessage] | None = None
+    ) -> bool:
+        """Whether the template renders what it is given (tools or a call): models' templates differ."""
+        try:
+            text = self._template.render(
+                messages=messages or [{"role": "user", "content": "?"}],
+                tools=tools,
+                add_generation_prompt=True,
+                **self._specials,
+            )
+        except Exception:  # a template may refuse what it does not know
+            return False
+        return _PROBE in text
+
+    def render(self, messages: Sequence[ChatMessage], tools: Sequence[FunctionTool] = ()) -> str:
+        messages = list(messages)
+        schemas = [tool_schema(t) for t in tools] or None
+        if not self.knows_tool_calls:
+            messages = [_as_text(m) for m in messages]
+        if schemas and not self.knows_tools:
+            messages, schemas = _with_tool_list(messages, schemas), None
+        return self._template.render(messages=messages, tools=schemas, add_generation_prompt=True, **self._specials)
+
+
+def tool_schema(tool: FunctionTool) -> dict[str, Any]:
+    """A tool as chat templates take it (OpenAI's and Hugging Face's shape)."""
+    function = {"name": tool.name, "description": tool.description, "parameters": tool.parameters}
+    return {"type": "function", "function": function}
+
+
+def _hermes_call(name: str, arguments: Any) -> str:
+    return f"<tool_call>\n{json.dumps({'name': name, 'arguments': arguments}, ensure_ascii=False)}\n</tool_call>"
+
+
+def _as_text(message: ChatMessage) -> ChatMessage:
+    """Calls and results as plain text, for a template that cannot write them."""
+    if message["role"] == "tool":
+        return {"role": "user", "content": f"<tool_response>\n{message['content']}\n</tool_response>"}
+    if calls := message.get("tool_calls"):
+        text = [message["content"]] if message["content"] else []
+        text += [_hermes_call(c["function"]["name"], c["function"]["arguments"]) for c in calls]
+        return {"role": "assistant", "content": "\n".join(text)}
+    return message
+
+
+def _with_tool_list(messages: list[ChatMessage], schemas: list[dict[str, Any]]) -> list[ChatMessage]:
+    """The tools in the system message, for a template that does not take `tools`."""
+    listed = "\n".join(json.dumps(s, ensure_ascii=False) for s in schemas)
+    text = (
+        "# Tools\n\nYou may call one or more functions to assist with the user query.\n\n"
+        f"You are provided with function signatures within <tools></tools> XML tags:\n<tools>\n{listed}\n</tools>\n\n"
+        "For each function call, return a json object with function name and arguments within "
+        '<tool_call></tool_call> XML tags:\n<tool_call>\n{"name": <function-name>, "arguments": <args-json-object>}\n'
+        "</tool_call>"
+    )
+    if messages and messages[0]["role"] == "system":
+        return [{"role": "system", "content": f"{messages[0]['content']}\n\n{text}"}, *messages[1:]]
+    return [{"role": "system", "content": text}, *messages]
 
 
 def to_messages(
-    items: Sequence[MessageItem],
+    items: Sequence[Item],
     instructions: str,
     mode: FusionMode = "text",
     soft: SoftInputs | None = None,
     blocks: list[Floats] | None = None,
 ) -> list[ChatMessage]:
-    """Chat messages for the template; soft-token blocks are appended to `blocks`, marked in the text."""
-    messages = [{"role": "system", "content": instructions}] if instructions else []
+    """Chat messages for the template; soft-token blocks are appended to `blocks`, marked in the text.
+
+    A tool call joins the assistant message just before it (OpenAI's `tool_calls`), or starts one;
+    its output is a `tool` message.
+    """
+    messages: list[ChatMessage] = [{"role": "system", "content": instructions}] if instructions else []
+    names: dict[str, str] = {}  # call id -> function name
     for item in items:
+        if isinstance(item, FunctionCallItem):
+            names[item.call_id] = item.name
+            call = {
+                "id": item.call_id,
+                "type": "function",
+                "function": {"name": item.name, "arguments": _arguments(item.arguments)},
+            }
+            if messages and messages[-1]["role"] == "assistant":
+                messages[-1].setdefault("tool_calls", []).append(call)
+            else:
+                messages.append({"role": "assistant", "content": "", "tool_calls": [call]})
+            continue
+        if isinstance(item, FunctionCallOutputItem):
+            name = names.get(item.call_id, "")
+            messages.append({"role": "tool", "content": item.output, "tool_call_id": item.call_id, "name": name})
+            continue
         text = []
         for index, part in enumerate(item.content):
             block = (soft or {}).get((item.id, index))
@@ -94,6 +205,14 @@ def to_messages(
                 text.append(part_text(part))
         messages.append({"role": item.role, "content": "".join(text)})
     return messages
+
+
+def _arguments(text: str) -> Any:
+    """A call's arguments as templates write them (an object; they dump it with `tojson`)."""
+    try:
+        return json.loads(text) if text else {}
+    except ValueError:
+        return text
 
 
 def _mark(block: SoftBlock, blocks: list[Floats]) -> str:
@@ -155,12 +274,13 @@ def tokenize_with_soft(
 def build_prompt(
     template: ChatTemplate,
     tokenize: Callable[[str], list[int]],
-    items: Sequence[MessageItem],
+    items: Sequence[Item],
     instructions: str,
     max_tokens: int,
     *,
     mode: FusionMode = "text",
     soft: SoftInputs | None = None,
+    tools: Sequence[FunctionTool] = (),
 ) -> Prompt | None:
     """Render and tokenize, dropping the oldest items until the prompt fits in `max_tokens`.
 
@@ -168,7 +288,7 @@ def build_prompt(
     """
     for dropped in range(max(len(items), 1)):
         blocks: list[Floats] = []
-        text = template.render(to_messages(items[dropped:], instructions, mode, soft, blocks))
+        text = template.render(to_messages(items[dropped:], instructions, mode, soft, blocks), tools)
         tokens, vectors = tokenize_with_soft(text, blocks, tokenize)
         if len(tokens) <= max_tokens:
             return Prompt(tokens, dropped, vectors)

@@ -22,7 +22,7 @@ from shared.config import Settings
 from shared.errors import ErrorCode
 from shared.messages import (
     GenerateRequest,
-    MessageItem,
+    Item,
     ResponseFinal,
     TokenDelta,
     TokenUsage,
@@ -34,7 +34,7 @@ from shared.sessions import load_items
 from workers.base import ModelService
 from workers.decoder.cancel_watch import CancelWatch
 from workers.decoder.engine import Done, Engine, Job, Token
-from workers.decoder.grammar import PARAM_SCHEMA, BadFormat, grammar_for
+from workers.decoder.grammar import PARAM_SCHEMA, PARAM_TOOLS, BadFormat, Grammar, reply_grammar
 from workers.decoder.llama import ContextConfig, LlamaModel
 from workers.decoder.prompt import ChatTemplate, SoftInputs, build_prompt
 from workers.decoder.selftest import probe
@@ -170,6 +170,7 @@ class DecoderService(ModelService[_Loaded]):
             budget,
             mode=request.fusion,
             soft=soft,
+            tools=request.tools if request.tool_choice != "none" else (),
         )
         if prompt is None:
             return ResponseFinal(status="incomplete", reason="context_length_exceeded")
@@ -198,7 +199,7 @@ class DecoderService(ModelService[_Loaded]):
         finally:
             DECODER_ACTIVE.dec()
 
-    def _refusal(self, request: GenerateRequest, items: list[MessageItem]) -> ResponseFinal | None:
+    def _refusal(self, request: GenerateRequest, items: list[Item]) -> ResponseFinal | None:
         """Why not to answer after all: cancelled while waiting, or media required and missing."""
         if reason := self._store.cancel_reason(request.response_id):
             return ResponseFinal(status="cancelled", reason=reason)
@@ -210,7 +211,7 @@ class DecoderService(ModelService[_Loaded]):
             )
         return None
 
-    def _wait_for_media(self, request: GenerateRequest, owner: str) -> list[MessageItem] | None:
+    def _wait_for_media(self, request: GenerateRequest, owner: str) -> list[Item] | None:
         """Speech and pictures reach the prompt as text: wait until the media workers wrote it.
 
         Sleeps on the session's event stream, where every transcript, description and media failure
@@ -287,13 +288,12 @@ class DecoderService(ModelService[_Loaded]):
         return self._presence.name
 
 
-def _grammar(request: GenerateRequest, model: LlamaModel) -> str | None:
+def _grammar(request: GenerateRequest, model: LlamaModel) -> Grammar | None:
     """The grammar the reply must follow, checked by llama.cpp; BadFormat when it cannot be made."""
-    if request.output_format is None:
-        return None
-    grammar = grammar_for(request.output_format)
-    if (why := model.grammar_error(grammar)) is not None:
-        raise BadFormat(f"The schema cannot be used: {why}.", PARAM_SCHEMA)
+    grammar = reply_grammar(request)
+    if grammar is not None and (why := model.grammar_error(grammar)) is not None:
+        param = PARAM_TOOLS if request.tools and request.tool_choice != "none" else PARAM_SCHEMA
+        raise BadFormat(f"The schema cannot be used: {why}.", param)
     return grammar
 
 

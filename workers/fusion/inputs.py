@@ -20,7 +20,7 @@ import redis
 from shared.config import Settings
 from shared.errors import ModelError
 from shared.keys import Keys
-from shared.messages import EncoderStates, ImageEmbedding, InputAudio, InputImage, MessageItem
+from shared.messages import EncoderStates, ImageEmbedding, InputAudio, InputImage, Item, MessageItem
 from workers.decoder.prompt import SoftBlock
 from workers.fusion.bundled import BundledProjector, bundled_projector
 from workers.fusion.projector import Modality, Projector, ProjectorMeta, ProjectorMismatch
@@ -104,13 +104,13 @@ def _load(
 
 
 def soft_inputs(
-    client: redis.Redis, keys: Keys, session_id: str, items: Sequence[MessageItem], projectors: Projectors
+    client: redis.Redis, keys: Keys, session_id: str, items: Sequence[Item], projectors: Projectors
 ) -> dict[tuple[str, int], SoftBlock]:
     """Soft tokens for every picture and utterance in `items` that has stored embeddings."""
     wanted: list[tuple[str, int, bool, str]] = []  # item id, content index, a picture?, Redis key
     for item in items:
         item_id = item.id
-        for index, part in enumerate(item.content):
+        for index, part in enumerate(item.content if isinstance(item, MessageItem) else []):
             if isinstance(part, InputImage) and projectors.image is not None:
                 wanted.append((item_id, index, True, keys.item_image_embedding(session_id, item_id, index)))
             elif isinstance(part, InputAudio) and projectors.audio is not None:

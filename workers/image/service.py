@@ -116,7 +116,7 @@ class ImageService(ModelService[_Loaded]):
 
     def _describe(self, request: DescribeImageRequest) -> None:
         sid, item_id = request.session_id, request.item_id
-        item = self._writer.get_item(sid, item_id)
+        item = self._writer.get_message(sid, item_id)
         part = item.content[request.content_index] if item and request.content_index < len(item.content) else None
         if not isinstance(part, InputImage) or part.description is not None:
             return  # deleted, or already described (a redelivered task)
