@@ -16,15 +16,21 @@ def _add_eval(sub: Any) -> None:
     ev = sub.add_parser("eval", help="answer a held-out question set through the running service")
     ev.add_argument(
         "--suite",
-        choices=["fusion", "qa"],
+        choices=["fusion", "qa", "tools"],
         default="fusion",
-        help="fusion: pictures and speech per fusion mode; qa: general questions with known answers",
+        help="fusion: pictures and speech per fusion mode; qa: general questions with known answers; "
+        "tools: function calling, exact match",
     )
-    ev.add_argument("--url", help="gateway websocket URL (default: ws://HOST:PORT/v1/realtime)")
+    ev.add_argument(
+        "--url",
+        help="gateway websocket URL (default: ws://HOST:PORT/v1/realtime); for tools, any OpenAI-compatible "
+        "base URL (default: http://HOST:PORT/v1)",
+    )
+    ev.add_argument("--model", help="tools: the model to ask for (default: the served model name)")
     ev.add_argument("--seed", type=int, default=1)
     ev.add_argument("--per-group", type=int, default=24, help="questions per group (colour, shape, ...)")
     ev.add_argument("--no-speech", action="store_true", help="leave out the spoken questions")
-    ev.add_argument("--out", type=Path, help="results JSON (default: eval-results.json, or qa-results.json)")
+    ev.add_argument("--out", type=Path, help="results JSON (default: eval-results.json, qa- or tools-results.json)")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -152,6 +158,16 @@ def _train_projector(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _eval(settings: Settings, args: argparse.Namespace) -> int:
+    if args.suite == "tools":
+        import logging
+
+        from cli.tool_eval import evaluate_tools
+
+        logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per request drowns the results
+        base = args.url or f"http://{settings.host}:{settings.port}/v1"
+        out = args.out or Path("tools-results.json")
+        model = args.model or settings.served_model_name
+        return evaluate_tools(base, model, out=out, headers=settings.auth_headers())
     url = args.url or f"ws://{settings.host}:{settings.port}/v1/realtime"
     if args.suite == "qa":
         from cli.qa_eval import evaluate_qa

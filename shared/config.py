@@ -122,6 +122,10 @@ class Settings(BaseSettings):
         ge=8,
         description="Tokens llama.cpp computes at once within a step (its physical batch; sizes its buffers).",
     )
+    decoder_tool_grammar: bool = Field(
+        True,
+        description="Hold tool calls to their functions' schemas with a grammar (off only to measure what it adds).",
+    )
     decoder_threads: int = Field(2, ge=1, description="llama.cpp threads (generation and prompt).")
     decoder_omp_wait_policy: Literal["passive", "active"] = Field(
         "passive",

@@ -255,3 +255,19 @@ async def test_realtime_function_call_then_its_output_answers(stack: Stack):
     assert text or any(o["type"] == "function_call" for o in final["response"]["output"])
     first = events[-1]["response"]["usage"]["input_tokens"]
     assert final["response"]["usage"]["input_tokens"] > first + 15, "the call and its output are in the prompt"
+
+
+async def test_a_spoken_session_calls_tools_without_speaking_them(stack: Stack):
+    spoken = {"type": "realtime", "output_modalities": ["audio"], "tools": REALTIME_TOOLS, "tool_choice": "required"}
+    async with realtime(stack.ws) as rt:
+        await rt.send({"type": "session.update", "session": spoken})
+        await rt.until("session.updated")
+        await rt.send(user_message("What time is it in Tokyo?"))
+        await rt.send({"type": "response.create"})
+        events = await rt.until("response.done")
+    done = next(e for e in events if e["type"] == "response.function_call_arguments.done")
+    assert done["name"] == "get_time"
+    _valid("get_time", done["arguments"])
+    transcript = "".join(e["delta"] for e in events if e["type"] == "response.output_audio_transcript.delta")
+    assert "tool_call" not in transcript and "{" not in transcript, "a call is not read aloud"
+    assert events[-1]["response"]["status"] == "completed"

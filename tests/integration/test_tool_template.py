@@ -23,6 +23,7 @@ from shared.messages import (
     GenerateRequest,
     InputText,
     MessageItem,
+    OutputFormat,
 )
 from shared.models import resolve_model
 from workers.decoder.engine import Done, Engine, Job, Token
@@ -144,3 +145,24 @@ def test_a_started_call_is_held_to_its_schema(model: LlamaModel, template: ChatT
 def test_a_reply_that_only_looks_like_a_call_stays_free(model: LlamaModel, template: ChatTemplate):
     reply = _reply(model, template, "auto", resume="{} is an empty object. ")
     assert reply.startswith("{} is an empty object.")  # and the process is still here
+
+
+def test_tools_with_a_response_format_make_one_grammar(model: LlamaModel, template: ChatTemplate):
+    # auto with a response_format: the reply is calls or the answer the schema describes.
+    answer = OutputFormat(type="json_schema", json_schema={"type": "object", "properties": {"a": {"type": "integer"}}})
+    for choice in ("auto", "required", "get_forecast"):
+        request = GenerateRequest(
+            response_id="r",
+            session_id="s",
+            item_ids=[],
+            temperature=0,
+            top_p=1,
+            max_output_tokens=8,
+            tools=[WEATHER],
+            tool_choice=choice,
+            output_format=answer,
+            parallel_tool_calls=False,
+        )
+        grammar = reply_grammar(request)
+        assert grammar is not None and not grammar.triggers
+        assert model.grammar_error(grammar) is None, choice

@@ -33,3 +33,25 @@ def test_the_qa_set_is_large_enough_and_scored_by_whole_words():
     assert is_right("The capital of Egypt is Cairo.", ("Cairo",))
     assert is_right("A spider has 8 legs.", ("8", "eight")) and not is_right("It has 18 legs.", ("8", "eight"))
     assert not is_right("Egyptian", ("Egypt",)) and is_right("Blue whale", ("blue whale", "whale"))
+
+
+def test_tool_calls_are_scored_by_exact_match_and_text_calls_never_count():
+    from cli.tool_eval import score
+    from cli.tool_set import tool_set
+
+    cases = {c.id: c for c in tool_set()}
+    assert len(cases) >= 100 and {c.kind for c in cases.values()} == {"call", "none", "after result"}
+    weather = next(c for c in cases.values() if c.kind == "call" and c.expected and c.expected.name == "get_weather")
+    city = weather.expected.arguments["city"] if weather.expected else ""
+    assert score(weather, [("get_weather", f'{{"city": " {city.upper()} "}}')], "")["right"]
+    assert not score(weather, [("get_weather", '{"city": "Atlantis"}')], "")["right"]
+    assert not score(weather, [("get_weather", f'{{"city": "{city}"}}')] * 2, "")["right"]
+    bad = score(weather, [("get_weather", '{"town": 1'), ("get_weather", '{"town": "x"}')], "")
+    assert (bad["parsed"], bad["valid"]) == (1, 0)
+    none = next(c for c in cases.values() if c.kind == "none")
+    assert score(none, [], "Four.")["right"]
+    assert not score(none, [], "")["right"]
+    assert not score(none, [], '{"name": "get_time", "arguments": {}}')["right"]  # a call the server did not read
+    answer = next(c for c in cases.values() if c.id.startswith("result-answer"))
+    assert score(answer, [], f"It is {answer.answer_has} degrees.")["right"]
+    assert not score(answer, [("get_weather", "{}")], "")["right"]

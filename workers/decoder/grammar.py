@@ -31,9 +31,11 @@ class Grammar:
     triggers: tuple[str, ...] = ()
 
 
-def reply_grammar(request: GenerateRequest) -> Grammar | None:
-    """What the reply must follow: its tool calls' and response_format's grammar, if any."""
+def reply_grammar(request: GenerateRequest, *, tools: bool = True) -> Grammar | None:
+    """What the reply must follow: its tool calls' (unless not `tools`) and response_format's grammar, if any."""
     if request.tools and request.tool_choice != "none":
+        if not tools:
+            return None
         return tool_grammar(
             request.tools, request.tool_choice, parallel=request.parallel_tool_calls, answer=request.output_format
         )

@@ -46,6 +46,8 @@ log = logging.getLogger(__name__)
 _RENEW_S = 1.0
 # The gateway gives media up after `transcript_wait_s`; this worker waits a little longer.
 _MEDIA_WAIT_MARGIN_S = 5.0
+# Largest grammar a request's schemas may make (the gateway bounds the schemas; this bounds what they become).
+_MAX_GRAMMAR_CHARS = 256_000
 # Room kept for the reply when the conversation is trimmed to fit the context.
 _MIN_REPLY_TOKENS = 256
 
@@ -184,7 +186,7 @@ class DecoderService(ModelService[_Loaded]):
             prompt=prompt.tokens,
             resume=resume,
             vectors=prompt.vectors,
-            grammar=_grammar(request, loaded.model),
+            grammar=_grammar(request, loaded.model, tools=self._settings.decoder_tool_grammar),
             max_new_tokens=remaining,
             temperature=request.temperature,
             top_p=request.top_p,
@@ -288,11 +290,15 @@ class DecoderService(ModelService[_Loaded]):
         return self._presence.name
 
 
-def _grammar(request: GenerateRequest, model: LlamaModel) -> Grammar | None:
+def _grammar(request: GenerateRequest, model: LlamaModel, *, tools: bool) -> Grammar | None:
     """The grammar the reply must follow, checked by llama.cpp; BadFormat when it cannot be made."""
-    grammar = reply_grammar(request)
-    if grammar is not None and (why := model.grammar_error(grammar)) is not None:
-        param = PARAM_TOOLS if request.tools and request.tool_choice != "none" else PARAM_SCHEMA
+    grammar = reply_grammar(request, tools=tools)
+    if grammar is None:
+        return None
+    param = PARAM_TOOLS if request.tools and request.tool_choice != "none" else PARAM_SCHEMA
+    if len(grammar.text) > _MAX_GRAMMAR_CHARS:  # llama.cpp parses it per sequence: keep that cheap
+        raise BadFormat(f"The schema makes a grammar of more than {_MAX_GRAMMAR_CHARS} characters.", param)
+    if (why := model.grammar_error(grammar)) is not None:
         raise BadFormat(f"The schema cannot be used: {why}.", param)
     return grammar
 
