@@ -1,5 +1,5 @@
 # `make run`: install into .venv (first time), resolve the bundled models, start the service.
-# `make test`: install with the test tools, lint, run the test suite.
+# `make test`: install with the test tools (and espeak-ng, chromium, qemu-user from Debian), lint, run the suite.
 .PHONY: run test lint bench install install-dev lock FORCE
 
 VENV := .venv
@@ -38,6 +38,7 @@ lint: $(STAMP_DEV)
 	$(VENV)/bin/mypy
 
 test: lint
+	scripts/test-tools.sh
 	$(VENV)/bin/pytest
 
 bench: $(STAMP_DEV)
