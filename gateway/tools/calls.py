@@ -136,11 +136,11 @@ class ToolCallReader:
         if not self._said and (opener := self._bare_opener(held.lstrip())) is not None:
             if opener == "":
                 return False  # too early to tell
-            self._begin(held[len(held) - len(held.lstrip()) + len(opener) :], opener, events)
+            self._begin(held[len(held) - len(held.lstrip()) + len(opener) :], opener)
             return True
         if at >= 0:
             self._tell(held[:at].rstrip(), events)
-            self._begin(held[at + len(_OPEN) :], _OPEN, events)
+            self._begin(held[at + len(_OPEN) :], _OPEN)
             return True
         # Hold back what may be the start of a tag, and trailing whitespace (dropped before a call).
         keep = next((n for n in range(min(len(_OPEN) - 1, len(held)), 0, -1) if _OPEN.startswith(held[-n:])), 0)
@@ -163,7 +163,7 @@ class ToolCallReader:
             return "" if re.fullmatch(r"```(?:json)?\s*", text) else None
         return None
 
-    def _begin(self, rest: str, opener: str, events: list[Event]) -> None:
+    def _begin(self, rest: str, opener: str) -> None:
         body = "{" if opener.endswith("{") else ""
         self._call = _Call(self._calls, opener[: len(opener) - len(body)])
         self._calls += 1
