@@ -14,7 +14,7 @@ import redis.asyncio as aioredis
 
 from shared.errors import InvalidRequest
 from shared.keys import Keys
-from shared.messages import InputAudio, InputImage, Item, MessageItem, Session, item_adapter
+from shared.messages import FunctionCallItem, InputAudio, InputImage, Item, MessageItem, Session, item_adapter
 from shared.redis_text import text
 
 # KEYS: items, order. ARGV: item_id, item_json, previous_id ('' = append, '^' = insert first), max_items, ttl_s
@@ -135,6 +135,14 @@ class SessionStore:
         keys = [self._keys.session_items(session_id)]
         args: list[str | int] = [item_id, content_index, "input_image", "description", description, 1]
         return bool(await self._set_field(keys=keys, args=args))
+
+    async def has_call(self, session_id: str, call_id: str) -> bool:
+        """Whether a `function_call` item with this call id is in the conversation (one read of all items)."""
+        for raw in await self._r.hvals(self._keys.session_items(session_id)):
+            item = item_adapter.validate_json(raw)
+            if isinstance(item, FunctionCallItem) and item.call_id == call_id:
+                return True
+        return False
 
     async def delete_item(self, session_id: str, item_id: str) -> None:
         removed = await self._r.hdel(self._keys.session_items(session_id), item_id)

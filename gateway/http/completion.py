@@ -317,7 +317,7 @@ class Completion:
         self._final: ResponseFinal | None = None
         self._media: list[dict[str, Any]] = []
         # Tool calls are read out of the reply only when the model was offered tools.
-        self._calls = ToolCallReader() if request.tools and request.tool_choice != "none" else None
+        self._calls = ToolCallReader() if request.offered_tools() else None
 
     @property
     def final(self) -> ResponseFinal | None:

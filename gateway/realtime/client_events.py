@@ -31,7 +31,6 @@ from shared.messages import (
     ConversationItemRetrieved,
     ConversationItemTruncate,
     ConversationItemTruncated,
-    FunctionCallItem,
     FunctionCallOutputItem,
     InputAudioBufferAppend,
     InputAudioBufferClear,
@@ -137,7 +136,7 @@ class ClientEvents:
             await self._spend("frames", len(checked.pictures))
         pictures = [(index, await image_bytes(url, self._settings)) for index, url in checked.pictures]
         item = checked.item
-        if isinstance(item, FunctionCallOutputItem) and not await self._has_call(item.call_id):
+        if isinstance(item, FunctionCallOutputItem) and not await self._services.sessions.has_call(sid, item.call_id):
             raise InvalidRequest(
                 f"No function_call item with call_id '{item.call_id}' is in the conversation.", param="item.call_id"
             )
@@ -150,14 +149,6 @@ class ClientEvents:
         frame = isinstance(item, MessageItem) and item.images_only() and len(pictures) == 1
         for index, data in pictures:
             await self._services.images.describe(sid, item.id, index, data, frame=frame)
-
-    async def _has_call(self, call_id: str) -> bool:
-        sid = self._state.session_id
-        for item_id in await self._services.sessions.item_ids(sid):
-            item = await self._services.sessions.get_item(sid, item_id)
-            if isinstance(item, FunctionCallItem) and item.call_id == call_id:
-                return True
-        return False
 
     async def _item_delete(self, event: ConversationItemDelete) -> None:
         await self._services.sessions.delete_item(self._state.session_id, event.item_id)

@@ -168,7 +168,7 @@ async def _relay_tokens(
     pieces: list[str] = []
     final = ResponseFinal(status="failed", error_code="server_error", error_message="No final event.")
     started = time.perf_counter()
-    reader = ToolCallReader() if request.tools and request.tool_choice != "none" else None
+    reader = ToolCallReader() if request.offered_tools() else None
 
     async def say(text: str) -> None:
         if not pieces:

@@ -55,6 +55,10 @@ class GenerateRequest(StrictModel):
     tool_choice: ToolChoice = "auto"
     parallel_tool_calls: bool = True
 
+    def offered_tools(self) -> list[FunctionTool]:
+        """The tools the model may call: none with `tool_choice: "none"` (they are left out of the prompt too)."""
+        return [] if self.tool_choice == "none" else self.tools
+
 
 class TranscribeRequest(StrictModel):
     """Payload of `audio.transcribe`: a whole clip stored at `blob_key`, transcribed offline.

@@ -33,11 +33,11 @@ class Grammar:
 
 def reply_grammar(request: GenerateRequest, *, tools: bool = True) -> Grammar | None:
     """What the reply must follow: its tool calls' (unless not `tools`) and response_format's grammar, if any."""
-    if request.tools and request.tool_choice != "none":
+    if offered := request.offered_tools():
         if not tools:
             return None
         return tool_grammar(
-            request.tools, request.tool_choice, parallel=request.parallel_tool_calls, answer=request.output_format
+            offered, request.tool_choice, parallel=request.parallel_tool_calls, answer=request.output_format
         )
     return None if request.output_format is None else grammar_for(request.output_format)
 

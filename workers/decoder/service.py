@@ -172,7 +172,7 @@ class DecoderService(ModelService[_Loaded]):
             budget,
             mode=request.fusion,
             soft=soft,
-            tools=request.tools if request.tool_choice != "none" else (),
+            tools=request.offered_tools(),
         )
         if prompt is None:
             return ResponseFinal(status="incomplete", reason="context_length_exceeded")
@@ -295,7 +295,7 @@ def _grammar(request: GenerateRequest, model: LlamaModel, *, tools: bool) -> Gra
     grammar = reply_grammar(request, tools=tools)
     if grammar is None:
         return None
-    param = PARAM_TOOLS if request.tools and request.tool_choice != "none" else PARAM_SCHEMA
+    param = PARAM_TOOLS if request.offered_tools() else PARAM_SCHEMA
     if len(grammar.text) > _MAX_GRAMMAR_CHARS:  # llama.cpp parses it per sequence: keep that cheap
         raise BadFormat(f"The schema makes a grammar of more than {_MAX_GRAMMAR_CHARS} characters.", param)
     if (why := model.grammar_error(grammar)) is not None:
