@@ -14,7 +14,10 @@ generated tokens/s, TTFT p50/p95, the ratios, and CPU seconds per generated toke
 (ours split into the gateway, Redis, the worker outside its engine thread, and the engine's work
 outside `llama_decode`). Then the persona load: `--persona-sessions` conversations sharing a
 ~500-token system prompt arrive together, first with a persona neither side has seen, then again
-with new questions. Last, `llama-batched-bench` on the same build: the engine's own ceiling.
+with new questions; and returning conversations: twice as many conversations as slots open, half
+at a time, then the first half each ask a second question (their slots went to the second half:
+llama-server keeps such caches in host memory, `--cache-ram`, and so do we). Last,
+`llama-batched-bench` on the same build: the engine's own ceiling.
 
     python -m bench.decoder_vs_llama_server [--models M ...] [--levels 1 4 8 16] [--max-tokens 64]
 """
@@ -70,7 +73,9 @@ _PERSONA_RULES = [
     "Keep lists to at most five points.",
 ]
 
-Ask = Callable[[str, str, int, float], Awaitable[tuple[float, int]]]
+# A user prompt, or the turns after the system line: [user, assistant, user, ...].
+Prompt = str | list[str]
+Ask = Callable[[str, Prompt, int, float], Awaitable[tuple[float, int]]]
 
 
 def persona(tag: str) -> str:
@@ -78,6 +83,12 @@ def persona(tag: str) -> str:
     lines = [f"You are Aster ({tag}), the assistant of a science museum. Your house rules follow."]
     lines += [f"Rule {i + 1}.{j + 1}: {rule}" for i in range(6) for j, rule in enumerate(_PERSONA_RULES)]
     return " ".join(lines)
+
+
+def history(n: int) -> str:
+    """A ~170-token user message unique to conversation `n` (its first words differ)."""
+    towns = " ".join(f"Town {n}-{i} lies on the river and holds a market on day {i}." for i in range(12))
+    return f"Conversation {n}. Read this list. {towns} Which town holds a market on day 3?"
 
 
 def questions() -> Iterator[str]:
@@ -170,7 +181,8 @@ class ServerCpu:
 # --- clients ---------------------------------------------------------------------------------------
 
 
-async def ask_ws(url: str, system: str, prompt: str, max_tokens: int, start: float) -> tuple[float, int]:
+async def ask_ws(url: str, system: str, prompt: Prompt, max_tokens: int, start: float) -> tuple[float, int]:
+    assert isinstance(prompt, str), "one user prompt per session over the websocket"
     async with websockets.connect(url, max_size=None) as ws:
         await ws.recv()
         session = {"type": "realtime", "temperature": 0, "instructions": system}
@@ -188,11 +200,14 @@ async def ask_ws(url: str, system: str, prompt: str, max_tokens: int, start: flo
 
 
 async def ask_http(
-    client: httpx.AsyncClient, model: str, system: str, prompt: str, max_tokens: int, start: float
+    client: httpx.AsyncClient, model: str, system: str, prompt: Prompt, max_tokens: int, start: float
 ) -> tuple[float, int]:
+    turns = [prompt] if isinstance(prompt, str) else prompt
+    messages = [{"role": "system", "content": system}]
+    messages += [{"role": ("user", "assistant")[i % 2], "content": text} for i, text in enumerate(turns)]
     body = {
         "model": model,
-        "messages": [{"role": "system", "content": system}, {"role": "user", "content": prompt}],
+        "messages": messages,
         "max_tokens": max_tokens,
         "temperature": 0,
         "stream": True,
@@ -212,7 +227,7 @@ async def ask_http(
     return first or float("nan"), tokens
 
 
-async def at_once(ask: Ask, cpu: OursCpu | ServerCpu, requests: list[tuple[str, str]], max_tokens: int) -> Run:
+async def at_once(ask: Ask, cpu: OursCpu | ServerCpu, requests: list[tuple[str, Prompt]], max_tokens: int) -> Run:
     before = cpu.sample()
     start = time.perf_counter()
     results = await asyncio.gather(*(ask(system, prompt, max_tokens, start) for system, prompt in requests))
@@ -227,14 +242,17 @@ class Side:
     levels: dict[int, Run] = field(default_factory=dict)
     persona_cold: Run | None = None
     persona_warm: Run | None = None
+    returning: Run | None = None
 
 
-async def measure(ask: Ask, cpu: OursCpu | ServerCpu, args: argparse.Namespace, *, with_persona: bool) -> Side:
+async def measure(
+    ask: Ask, cpu: OursCpu | ServerCpu, args: argparse.Namespace, *, with_persona: bool, with_returning: bool
+) -> Side:
     await ask(SYSTEM, "Hello!", 4, time.perf_counter())  # warm-up
     side = Side()
     prompts = questions()
     for n in args.levels:
-        requests = [(SYSTEM, next(prompts)) for _ in range(n)]
+        requests: list[tuple[str, Prompt]] = [(SYSTEM, next(prompts)) for _ in range(n)]
         run = side.levels[n] = await at_once(ask, cpu, requests, args.max_tokens)
         _progress(f"N={n}: {run.tokens_per_s:.1f} tok/s, TTFT p50 {run.p50:.2f} s, CPU {run.cpu}")
     if with_persona:
@@ -246,7 +264,21 @@ async def measure(ask: Ask, cpu: OursCpu | ServerCpu, args: argparse.Namespace, 
             run = await at_once(ask, cpu, requests, args.persona_tokens)
             setattr(side, name, run)
             _progress(f"{name}: TTFT p50 {run.p50:.2f} s p95 {run.ttft_at(0.95):.2f} s, {run.tokens_per_s:.1f} tok/s")
+    if with_returning:
+        side.returning = await returning(ask, cpu, args)
+        _progress(f"returning: TTFT p50 {side.returning.p50:.2f} s p95 {side.returning.ttft_at(0.95):.2f} s")
     return side
+
+
+async def returning(ask: Ask, cpu: OursCpu | ServerCpu, args: argparse.Namespace) -> Run:
+    """Conversations come back after their slots went to others: 2N conversations open, N at a
+    time (N = the slots), then the first N each ask a second question. Measured: the second turns."""
+    n = max(args.levels)
+    for wave in range(2):
+        opening: list[tuple[str, Prompt]] = [(SYSTEM, history(wave * n + i)) for i in range(n)]
+        await at_once(ask, cpu, opening, args.persona_tokens)
+    follow: list[tuple[str, Prompt]] = [(SYSTEM, [history(i), "Town 3.", "And on day 4?"]) for i in range(n)]
+    return await at_once(ask, cpu, follow, args.persona_tokens)
 
 
 def _progress(line: str) -> None:
@@ -277,18 +309,18 @@ def _ours_on_fresh_stack(spec: str, args: argparse.Namespace, transport: str) ->
         cpu = OursCpu(stack, metrics_port)
         if transport == "ws":
 
-            async def ws(system: str, prompt: str, max_tokens: int, start: float) -> tuple[float, int]:
+            async def ws(system: str, prompt: Prompt, max_tokens: int, start: float) -> tuple[float, int]:
                 return await ask_ws(stack.ws, system, prompt, max_tokens, start)
 
-            return asyncio.run(measure(ws, cpu, args, with_persona=True))
+            return asyncio.run(measure(ws, cpu, args, with_persona=True, with_returning=False))
 
         async def over_http() -> Side:
             async with _client(stack.http) as client:
 
-                async def http(system: str, prompt: str, max_tokens: int, start: float) -> tuple[float, int]:
+                async def http(system: str, prompt: Prompt, max_tokens: int, start: float) -> tuple[float, int]:
                     return await ask_http(client, model_id(spec), system, prompt, max_tokens, start)
 
-                return await measure(http, cpu, args, with_persona=False)
+                return await measure(http, cpu, args, with_persona=False, with_returning=True)
 
         return asyncio.run(over_http())
 
@@ -303,10 +335,10 @@ def run_theirs(model: Path, bin_dir: Path, args: argparse.Namespace) -> Side:
         async def over_http() -> Side:
             async with _client(server.base) as client:
 
-                async def http(system: str, prompt: str, max_tokens: int, start: float) -> tuple[float, int]:
+                async def http(system: str, prompt: Prompt, max_tokens: int, start: float) -> tuple[float, int]:
                     return await ask_http(client, model.stem, system, prompt, max_tokens, start)
 
-                return await measure(http, cpu, args, with_persona=True)
+                return await measure(http, cpu, args, with_persona=True, with_returning=not args.skip_http)
 
         return asyncio.run(over_http())
 
@@ -364,6 +396,16 @@ def report(name: str, ours: dict[str, Side], theirs: Side, variant: str, args: a
         print(
             f"| {label} | {a.p50:.2f} / {a.ttft_at(0.95):.2f} s | {a.tokens_per_s:.1f} | "
             f"{b.p50:.2f} / {b.ttft_at(0.95):.2f} s | {b.tokens_per_s:.1f} | {a.p50 / b.p50:.2f}x |"
+        )
+    back, theirs_back = ours.get("ours, HTTP", Side()).returning, theirs.returning
+    if back is not None and theirs_back is not None:
+        n = max(args.levels)
+        print(f"\nReturning conversations: {2 * n} open on {n} slots, then the first {n} ask again (over HTTP)\n")
+        print("| ours TTFT p50 / p95 | llama-server TTFT p50 / p95 | TTFT p50 ratio |")
+        print("|---|---|---|")
+        print(
+            f"| {back.p50:.2f} / {back.ttft_at(0.95):.2f} s "
+            f"| {theirs_back.p50:.2f} / {theirs_back.ttft_at(0.95):.2f} s | {back.p50 / theirs_back.p50:.2f}x |"
         )
 
 

@@ -122,6 +122,19 @@ class Settings(BaseSettings):
         ge=8,
         description="Tokens llama.cpp computes at once within a step (its physical batch; sizes its buffers).",
     )
+    decoder_gather_ms: float = Field(
+        4.0,
+        ge=0,
+        le=50,
+        description="After an idle spell, how long the first request waits for more to arrive before the "
+        "engine's first step (each arrival restarts it, 50 ms at most): a burst is read in one step.",
+    )
+    decoder_host_cache_mb: int = Field(
+        2048,
+        ge=0,
+        description="Host memory (MiB) for the KV caches of conversations whose slot went to another, so "
+        "their next turn is loaded rather than read again (llama-server's --cache-ram); 0 turns it off.",
+    )
     decoder_tool_grammar: bool = Field(
         True,
         description="Hold tool calls to their functions' schemas with a grammar (off only to measure what it adds).",

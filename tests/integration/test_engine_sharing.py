@@ -2,7 +2,8 @@
 
 A prefix that another sequence holds or is reading is copied from its cache rather than evaluated
 again, and the reply is the one the prompt gets alone; a conversation kept in a free slot is copied
-from, not overwritten, when another slot is free.
+from, not overwritten, when another slot is free; one whose slot went to another conversation is
+loaded back from host memory.
 """
 
 from __future__ import annotations
@@ -118,3 +119,39 @@ def test_a_conversation_in_a_free_slot_is_copied_not_overwritten(model: LlamaMod
     engine.submit(nxt)
     _, done_next = _collect(nxt)
     assert done_next.cached_tokens >= len(model.tokenize(conversation)), done_next
+
+
+def test_a_conversation_that_lost_its_slot_is_loaded_from_host_memory(model: LlamaModel):
+    story = " ".join(f"Town {i} lies on the river and has a market on day {i}." for i in range(12))
+    conversation = _user(SHORT_SYSTEM, story + " Which town has a market on day 3?")
+    others = [_user(f"<|im_start|>system\nYou answer in {w} words.<|im_end|>\n", "Name a colour.") for w in "ab"]
+
+    def second_turn(engine: Engine) -> tuple[str, Done]:
+        turn = _job(model, conversation)
+        engine.submit(turn)
+        answer, _ = _collect(turn)
+        # Newcomers that share little with any slot take the lowest free one: the first of
+        # these goes where the conversation was kept.
+        for text in [*others, _user(SHORT_SYSTEM.replace("careful", "brief"), "Name a river.")]:
+            other = _job(model, text)
+            engine.submit(other)
+            _collect(other)
+        follow_up = conversation + answer + "<|im_end|>\n<|im_start|>user\nAnd on day 4?<|im_end|>\n"
+        nxt = _job(model, follow_up + "<|im_start|>assistant\n")
+        engine.submit(nxt)
+        return _collect(nxt)
+
+    cached = Engine(model, host_cache_bytes=256 << 20)
+    try:
+        text, done = second_turn(cached)
+    finally:
+        cached.stop()
+    assert done.cached_tokens >= len(model.tokenize(conversation)), done
+
+    uncached = Engine(model)
+    try:
+        text_uncached, done_uncached = second_turn(uncached)
+    finally:
+        uncached.stop()
+    assert done_uncached.cached_tokens < len(model.tokenize(conversation))  # it was read again
+    assert text == text_uncached

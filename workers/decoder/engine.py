@@ -1,9 +1,9 @@
 """The decoding engine: one thread owns the model and steps every active sequence together.
 
-Callers hand it `Job`s and read `Token`/`Done` events from the job's queue. Each step builds one
-batch: one token for each sequence that is generating, and prompt for sequences still reading
-theirs (shortest first, about half of what waits: newcomers arriving together get their first
-tokens in turn rather than all after the last prompt is read). New jobs join between steps,
+Callers hand it `Job`s and read `Token`/`Done` events from the job's queue. Each step evaluates
+one token for each sequence that is generating and every waiting prompt (up to a batch), in a few
+decode calls, shortest prompt first, sampling after each: newcomers arriving together get their
+first tokens in turn rather than all after the last prompt is read (`_step`). New jobs join between steps,
 finished ones leave, and each job samples with its own settings in its own slice of the KV cache.
 A slot keeps its cache after a job ends, so the next turn of the same conversation only evaluates
 what is new.
@@ -41,6 +41,7 @@ import numpy.typing as npt
 
 from shared.metrics import DECODER_ENGINE_CPU
 from workers.decoder.grammar import Grammar
+from workers.decoder.host_cache import HostCache, common_prefix
 from workers.decoder.llama import DecodeError, LlamaModel, Sampler, TextStream
 
 log = logging.getLogger(__name__)
@@ -54,6 +55,12 @@ THREAD_NAME = "mm-engine"
 # The shortest prefix worth copying from another sequence: copying a cache stream costs about
 # as much as evaluating a few tokens, and waiting for a sequence to read it costs a step or two.
 MIN_SHARED_PREFIX = 32
+# A step's prompt reading is split over at most this many decode calls, each of at least this many
+# prompt tokens: the sequences of the first call are sampled while the rest is still being read.
+_MAX_CALLS = 4
+# The longest the first arrival after an idle spell waits for others to arrive (see `Engine`).
+_GATHER_MAX_S = 0.05
+_MIN_CALL_TOKENS = 64
 
 DoneStatus = Literal["completed", "cancelled", "incomplete", "failed"]
 
@@ -114,8 +121,16 @@ class _Slot:
 
 
 class Engine:
-    def __init__(self, model: LlamaModel) -> None:
+    """`host_cache_bytes`: host memory for conversations' caches that lost their slot (`HostCache`;
+    0: none). `gather_s`: after an idle spell, how long the first arrival waits for the next one (each
+    arrival restarts the wait, up to `_GATHER_MAX_S` in all) before the first step. Requests that
+    many clients send at once reach the worker a few milliseconds apart, one Celery task each;
+    without the wait the first would take a step alone and the rest would wait for all of it."""
+
+    def __init__(self, model: LlamaModel, *, gather_s: float = 0.0, host_cache_bytes: int = 0) -> None:
         self._model = model
+        self._gather_s = gather_s
+        self._host = HostCache(host_cache_bytes) if host_cache_bytes > 0 else None
         self._slots = [_Slot(seq) for seq in range(model.n_seq)]
         self._inbox: queue.Queue[Job | None] = queue.Queue()
         self._stopping = threading.Event()
@@ -179,9 +194,18 @@ class Engine:
 
     def _wait_for_job(self) -> None:
         job = self._inbox.get()  # every slot is free: nothing runs
-        if job is not None:
+        until = time.monotonic() + _GATHER_MAX_S
+        while job is not None:
             self._start(job)
-            self._admit()  # and whatever arrived with it, in arrival order
+            wait = min(self._gather_s, until - time.monotonic())
+            if not any(s.job is None for s in self._slots) or wait <= 0:
+                break
+            try:
+                job = self._inbox.get(timeout=wait)
+            except queue.Empty:
+                break
+        if job is not None:  # (None: stop() was called)
+            self._admit()  # and whatever else arrived, in arrival order
 
     def _admit(self) -> None:
         while any(s.job is None for s in self._slots):
@@ -199,8 +223,11 @@ class Engine:
             job.events.put(Done("incomplete", reason="context_length_exceeded", prompt_tokens=len(job.prompt)))
             return
         slot, source, shared = self._place(tokens, job.background)
+        self._save(slot, common_prefix(slot.cached, tokens))
+        if self._restore(slot, tokens, max(common_prefix(slot.cached, tokens), shared)):
+            source = None
         # Keep at least one token to evaluate: its logits choose the first new token.
-        keep = min(_common_prefix(slot.cached, tokens), len(tokens) - 1)
+        keep = min(common_prefix(slot.cached, tokens), len(tokens) - 1)
         self._model.forget(slot.seq, keep)
         slot.cached = slot.cached[:keep]
         slot.pending = tokens[keep:]
@@ -216,6 +243,25 @@ class Engine:
             slot.waiting_on = (source, shared)
             self._end_waits()  # at once when the source has already read it
 
+    def _save(self, slot: _Slot, keep: int) -> None:
+        """Save a free slot's conversation to host memory before a new prompt overwrites it."""
+        if self._host is not None and len(slot.cached) - keep >= MIN_SHARED_PREFIX:
+            self._host.put(slot.cached, self._model.save(slot.seq))
+
+    def _restore(self, slot: _Slot, tokens: list[int], have: int) -> bool:
+        """Load into `slot` the saved state that shares the longest prefix with `tokens`, when that
+        is at least `MIN_SHARED_PREFIX` tokens more than the `have` the slots offer."""
+        found = self._host.best(tokens) if self._host is not None else None
+        if found is None or found[1] < have + MIN_SHARED_PREFIX:
+            return False
+        if self._model.restore(slot.seq, found[0].state):
+            slot.cached = list(found[0].tokens)
+            return True
+        log.warning("a saved cache did not fit its slot; reading the prompt instead")
+        self._model.forget(slot.seq)
+        slot.cached = []
+        return False
+
     def _place(self, tokens: list[int], background: bool) -> tuple[_Slot, _Slot | None, int]:
         """The free slot for a prompt, and the sequence (if any) to copy a longer prefix from.
 
@@ -227,8 +273,8 @@ class Engine:
         that a busy sequence holds or is reading.
         """
         free = [s for s in self._slots if s.job is None]  # in slot order
-        best = max(free, key=lambda s: _common_prefix(s.cached, tokens))  # the lowest among equals
-        own = _common_prefix(best.cached, tokens)
+        best = max(free, key=lambda s: common_prefix(s.cached, tokens))  # the lowest among equals
+        own = common_prefix(best.cached, tokens)
         spare = next((s for s in free if s is not best), None)
         source, shared = None, 0
         if own < MIN_SHARED_PREFIX:
@@ -244,7 +290,7 @@ class Engine:
                 continue  # (never wait on a waiting sequence: no waits in a circle)
             if other.job.background and not background:
                 continue  # a paused batch sequence would keep a person waiting
-            n = _common_prefix(other.known(), tokens)
+            n = common_prefix(other.known(), tokens)
             if n > shared:
                 source, shared = other, n
         return slot, source, shared
@@ -263,7 +309,7 @@ class Engine:
                 slot.cached, slot.pending = tokens[:n], tokens[n:]
                 slot.cached_at_start = n
                 slot.waiting_on = None
-            elif source.job is None or _common_prefix(source.known(), tokens) < n:
+            elif source.job is None or common_prefix(source.known(), tokens) < n:
                 slot.waiting_on = None
 
     def _enforce_limits(self, active: list[_Slot]) -> None:
@@ -285,57 +331,67 @@ class Engine:
     def _step(self, active: list[_Slot], chunk: int) -> None:
         """Evaluate one step across sequences, then sample for each that finished its input.
 
-        Token ids go in one batch of at most `chunk` prompt tokens (plus one per generating
-        sequence); soft tokens (vectors) in a second decode call made first. Each sequence
+        Every waiting prompt is read in this step, up to `chunk` prompt tokens (plus one per
+        generating sequence), as llama-server does: fewer, larger steps make the most tokens/s.
+        Token ids go in up to `_MAX_CALLS` llama_decode calls, the generating sequences and the
+        shortest prompts first, and each call's sequences are sampled right after it: newcomers
+        arriving together get their first tokens in turn instead of all after the last prompt is
+        read, at no cost in throughput (a call computes at most `n_ubatch` tokens at once anyway).
+        Soft tokens (vectors) go in a decode call of their own, made first. Each sequence
         contributes one run of a single kind, so its inputs stay in order.
         """
         generating = [s for s in active if len(s.pending) == 1]
         # Shortest prompt first: the most sequences reach their first token soonest.
         prompting = sorted((s for s in active if len(s.pending) > 1), key=lambda s: len(s.pending))
-        budget = _prompt_budget(prompting, min(chunk, self._model.n_batch) - len(generating))
-        tokens: list[tuple[int, int, int, bool]] = []
-        vectors: list[tuple[int, int, bool]] = []
-        rows: list[npt.NDArray[np.float32]] = []
-        sampled_tokens: list[tuple[_Slot, int]] = []
-        sampled_vectors: list[tuple[_Slot, int]] = []
-        for slot in generating + prompting:
-            if budget <= 0 and slot in prompting:
+        budget = min(chunk, self._model.n_batch) - len(generating)
+        runs = [(slot, slot.pending[:1]) for slot in generating]
+        for slot in prompting:
+            if budget <= 0:
                 break
-            take = _run(slot.pending, max(budget, 1) if len(slot.pending) > 1 else 1)
-            if len(slot.pending) > 1:
-                budget -= len(take)
-            pos = len(slot.cached)
-            completes = len(take) == len(slot.pending)
-            soft = take[0] < 0
-            assert slot.job is not None
-            for i, token in enumerate(take):
-                last = completes and i == len(take) - 1
-                if soft:
-                    vectors.append((pos + i, slot.seq, last))
-                    rows.append(slot.job.vectors[token])
-                else:
-                    tokens.append((token, pos + i, slot.seq, last))
-            if completes:
-                target = sampled_vectors if soft else sampled_tokens
-                target.append((slot, len(vectors if soft else tokens) - 1))
-            slot.cached.extend(take)
-            slot.pending = slot.pending[len(take) :]
+            take = _run(slot.pending, budget)
+            budget -= len(take)
+            runs.append((slot, take))
         try:
             # Vectors first: sampling reads the logits of the latest decode call.
-            if vectors:
-                started = time.thread_time()
-                self._model.decode_vectors(np.stack(rows), vectors)
-                self._in_decode += time.thread_time() - started
-                self._sample(sampled_vectors)
-            if tokens:
-                started = time.thread_time()
-                self._model.decode(tokens)
-                self._in_decode += time.thread_time() - started
-                self._sample(sampled_tokens)
+            soft = [(slot, take) for slot, take in runs if take[0] < 0]
+            if soft:
+                self._decode(soft, vectors=True)
+            ids = [(slot, take) for slot, take in runs if take[0] >= 0]
+            for call in _calls(ids, len(generating)):
+                self._decode(call, vectors=False)
         except DecodeError:
             for slot in active:
                 if slot.job is not None:
                     self._finish(slot, self._done(slot, "failed", error="no room in the KV cache"), drop_cache=True)
+
+    def _decode(self, runs: list[tuple[_Slot, list[int]]], *, vectors: bool) -> None:
+        """Evaluate each sequence's run in one decode call, then sample for those it completes."""
+        tokens: list[tuple[int, int, int, bool]] = []
+        entries: list[tuple[int, int, bool]] = []
+        rows: list[npt.NDArray[np.float32]] = []
+        sampled: list[tuple[_Slot, int]] = []
+        for slot, take in runs:
+            assert slot.job is not None
+            pos = len(slot.cached)
+            completes = len(take) == len(slot.pending)
+            for i, token in enumerate(take):
+                last = completes and i == len(take) - 1
+                if vectors:
+                    entries.append((pos + i, slot.seq, last))
+                    rows.append(slot.job.vectors[token])
+                else:
+                    tokens.append((token, pos + i, slot.seq, last))
+            if completes:
+                sampled.append((slot, len(entries if vectors else tokens) - 1))
+            slot.cached.extend(take)
+            slot.pending = slot.pending[len(take) :]
+        started = time.thread_time()
+        if vectors:
+            self._model.decode_vectors(np.stack(rows), entries)
+        else:
+            self._model.decode(tokens)
+        self._in_decode += time.thread_time() - started
+        self._sample(sampled)
 
     def _sample(self, sampled: list[tuple[_Slot, int]]) -> None:
         for slot, index in sampled:
@@ -389,14 +445,25 @@ class Engine:
         job.events.put(done)
 
 
-def _prompt_budget(prompting: list[_Slot], room: int) -> int:
-    """Prompt tokens to read this step: about half of what waits, the shortest prompt at least
-    (whole), at most `room`. Half of the newcomers then get their first token after half the work
-    instead of after all of it."""
-    if not prompting:
-        return room
-    waiting = sum(len(s.pending) for s in prompting)
-    return min(room, max(len(prompting[0].pending), (waiting + 1) // 2))
+def _calls(runs: list[tuple[_Slot, list[int]]], generating: int) -> list[list[tuple[_Slot, list[int]]]]:
+    """Split one step's token runs into decode calls at sequence boundaries.
+
+    The first `generating` runs (one token each) go in the first call. Prompt runs follow in order,
+    a new call starting where the next run would take the current one past its share: an equal
+    part of the prompt tokens, at least `_MIN_CALL_TOKENS` (each call reads the weights again), in
+    at most `_MAX_CALLS` calls. A long prompt after short ones thus gets a call of its own.
+    """
+    prompt = sum(len(take) for _, take in runs[generating:])
+    share = max(_MIN_CALL_TOKENS, -(-prompt // _MAX_CALLS))
+    calls: list[list[tuple[_Slot, list[int]]]] = [runs[:generating]]
+    filled = 0
+    for run in runs[generating:]:
+        if filled and filled + len(run[1]) > share and len(calls) < _MAX_CALLS:
+            calls.append([])
+            filled = 0
+        calls[-1].append(run)
+        filled += len(run[1])
+    return [call for call in calls if call]
 
 
 def _name_os_thread(name: str) -> None:
@@ -411,11 +478,3 @@ def _run(pending: list[int], limit: int) -> list[int]:
     while n < min(limit, len(pending)) and (pending[n] < 0) == soft:
         n += 1
     return pending[:n]
-
-
-def _common_prefix(a: list[int], b: list[int]) -> int:
-    n = min(len(a), len(b))
-    i = 0
-    while i < n and a[i] == b[i]:
-        i += 1
-    return i

@@ -148,6 +148,17 @@ class LlamaModel:
         C.llama_memory_seq_cp(self._mem, src, dst, -1, -1)
         C.llama_memory_seq_rm(self._mem, dst, n_tokens, -1)
 
+    def save(self, seq: int) -> SeqState:
+        """A copy of what `seq` holds in the cache (its tokens' keys and values, in host memory)."""
+        size = C.llama_state_seq_get_size(self._ctx, seq)
+        state = (ctypes.c_uint8 * size)()
+        n = C.llama_state_seq_get_data(self._ctx, state, size, seq)
+        return SeqState(state, n)
+
+    def restore(self, seq: int, state: SeqState) -> bool:
+        """Put a saved state into `seq` (whatever it held is dropped); False when it found no room."""
+        return bool(C.llama_state_seq_set_data(self._ctx, state.data, state.size, seq))
+
     def decode(self, entries: Sequence[tuple[int, int, int, bool]]) -> None:
         """Evaluate (token, position, sequence, wants_logits) entries in one llama_decode call."""
         batch = self._batch
@@ -213,6 +224,17 @@ class LlamaModel:
             C.llama_free(self._ctx)
             C.llama_model_free(self._model)
             self._ctx = None
+
+
+@dataclass(frozen=True)
+class SeqState:
+    """A sequence's saved cache: `size` bytes of `data` (kept as llama.cpp wrote them, not copied)."""
+
+    data: ctypes.Array[ctypes.c_uint8]
+    size: int
+
+    def __len__(self) -> int:
+        return self.size
 
 
 class DecodeError(RuntimeError):

@@ -123,7 +123,8 @@ class DecoderService(ModelService[_Loaded]):
         )
         log.info("decoder model %s, sha256 %s", resolved.path.name, resolved.sha256[:12])
         projectors = load_projectors(s, llm_sha256=resolved.sha256, llm_dim=model.n_embd)
-        return _Loaded(resolved, model, template, Engine(model), projectors)
+        engine = Engine(model, gather_s=s.decoder_gather_ms / 1000, host_cache_bytes=s.decoder_host_cache_mb << 20)
+        return _Loaded(resolved, model, template, engine, projectors)
 
     # --- one task -------------------------------------------------------------------------------
 
