@@ -337,8 +337,9 @@ class Engine:
         shortest prompts first, and each call's sequences are sampled right after it: newcomers
         arriving together get their first tokens in turn instead of all after the last prompt is
         read, at no cost in throughput (a call computes at most `n_ubatch` tokens at once anyway).
-        Soft tokens (vectors) go in a decode call of their own, made first. Each sequence
-        contributes one run of a single kind, so its inputs stay in order.
+        Jobs that arrive during the step join its remaining calls (`_join`). Soft tokens (vectors)
+        go in a decode call of their own, made first. Each sequence contributes one run of a
+        single kind, so its inputs stay in order.
         """
         generating = [s for s in active if len(s.pending) == 1]
         # Shortest prompt first: the most sequences reach their first token soonest.
@@ -351,18 +352,44 @@ class Engine:
             take = _run(slot.pending, budget)
             budget -= len(take)
             runs.append((slot, take))
+        stepping = list(active)
         try:
             # Vectors first: sampling reads the logits of the latest decode call.
             soft = [(slot, take) for slot, take in runs if take[0] < 0]
             if soft:
                 self._decode(soft, vectors=True)
             ids = [(slot, take) for slot, take in runs if take[0] >= 0]
-            for call in _calls(ids, len(generating)):
-                self._decode(call, vectors=False)
+            calls = _calls(ids, len(generating))
+            while calls:
+                self._decode(calls.pop(0), vectors=False)
+                if chunk < self._model.n_batch or budget <= 0 or self._inbox.empty():
+                    continue
+                # Requests sent together reach the worker some milliseconds apart: those that came
+                # during this call are read in this step's next calls, not after all of it.
+                joined = self._join(budget)
+                budget -= sum(len(take) for _, take in joined)
+                stepping += [slot for slot, _ in joined]
+                waiting = [run for call in calls for run in call] + joined
+                calls = _calls(sorted(waiting, key=lambda run: len(run[0].pending)), 0)
         except DecodeError:
-            for slot in active:
+            for slot in stepping:
                 if slot.job is not None:
                     self._finish(slot, self._done(slot, "failed", error="no room in the KV cache"), drop_cache=True)
+
+    def _join(self, budget: int) -> list[tuple[_Slot, list[int]]]:
+        """Start the jobs that arrived during a step; the prompt runs of the interactive ones that
+        can be read at once (token ids, not waiting for a copy), within `budget` tokens."""
+        idle = [slot for slot in self._slots if slot.job is None]
+        self._admit()
+        runs: list[tuple[_Slot, list[int]]] = []
+        for slot in sorted((s for s in idle if s.job is not None), key=lambda s: len(s.pending)):
+            assert slot.job is not None
+            if budget <= 0 or slot.job.background or slot.waiting_on is not None or slot.pending[0] < 0:
+                continue
+            take = _run(slot.pending, budget)
+            budget -= len(take)
+            runs.append((slot, take))
+        return runs
 
     def _decode(self, runs: list[tuple[_Slot, list[int]]], *, vectors: bool) -> None:
         """Evaluate each sequence's run in one decode call, then sample for those it completes."""
@@ -370,7 +397,10 @@ class Engine:
         entries: list[tuple[int, int, bool]] = []
         rows: list[npt.NDArray[np.float32]] = []
         sampled: list[tuple[_Slot, int]] = []
-        for slot, take in runs:
+        # In sequence order: with a cache stream per sequence, llama.cpp computes a call in
+        # micro-batches that each take a run of consecutive sequence ids (the same number of
+        # tokens from each), and starts a new one at every break in that order.
+        for slot, take in sorted(runs, key=lambda run: run[0].seq):
             assert slot.job is not None
             pos = len(slot.cached)
             completes = len(take) == len(slot.pending)
@@ -449,16 +479,17 @@ def _calls(runs: list[tuple[_Slot, list[int]]], generating: int) -> list[list[tu
     """Split one step's token runs into decode calls at sequence boundaries.
 
     The first `generating` runs (one token each) go in the first call. Prompt runs follow in order,
-    a new call starting where the next run would take the current one past its share: an equal
-    part of the prompt tokens, at least `_MIN_CALL_TOKENS` (each call reads the weights again), in
-    at most `_MAX_CALLS` calls. A long prompt after short ones thus gets a call of its own.
+    each call taking about an equal share of the prompt tokens, at least `_MIN_CALL_TOKENS` (each
+    call reads the weights again), in at most `_MAX_CALLS` calls. A long prompt after short ones
+    thus gets a call of its own.
     """
     prompt = sum(len(take) for _, take in runs[generating:])
     share = max(_MIN_CALL_TOKENS, -(-prompt // _MAX_CALLS))
     calls: list[list[tuple[_Slot, list[int]]]] = [runs[:generating]]
     filled = 0
     for run in runs[generating:]:
-        if filled and filled + len(run[1]) > share and len(calls) < _MAX_CALLS:
+        # A new call where this run would overshoot the share by more than the call falls short.
+        if filled and filled + len(run[1]) - share > share - filled and len(calls) < _MAX_CALLS:
             calls.append([])
             filled = 0
         calls[-1].append(run)
