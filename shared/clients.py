@@ -40,7 +40,11 @@ from shared.worker_presence import live_workers, recent_failures
 
 log = logging.getLogger(__name__)
 
-_BLOCK_MS = 500
+# A job's events are awaited this long at most before its state is looked at (two more round
+# trips): a quarter of the lease or of the queue timeout, so a dead worker or a job no worker takes
+# is noticed soon after its time is up, and at most 2 s. A fixed 500 ms made the gateway wake two
+# or three times per token when 16 replies each got a token a second.
+_MAX_BLOCK_S = 2.0
 
 
 class JobClient:
@@ -58,6 +62,8 @@ class JobClient:
         self._client = client  # the service's Redis: worker presence
         self._keys = Keys(settings.key_prefix)
         self._media = media
+        limit = min(settings.lease_ttl_s, settings.decode_queue_timeout_s) / 4
+        self._block_ms = int(1000 * min(_MAX_BLOCK_S, max(0.1, limit)))
         self._resent: dict[str, float] = {}  # job id -> when its task was last sent again
         self._alive: dict[str, tuple[float, bool]] = {}  # worker kind -> (when looked, any running)
 
@@ -91,7 +97,7 @@ class JobClient:
                 await self._store.create(job_id, owner)
                 await self._send(task, payload, priority)
             while True:
-                entries = await self._store.read(job_id, last_id, _BLOCK_MS)
+                entries = await self._store.read(job_id, last_id, self._block_ms)
                 for entry_id, event in entries:
                     last_id = entry_id
                     yield event
