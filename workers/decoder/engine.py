@@ -55,6 +55,9 @@ THREAD_NAME = "mm-engine"
 # The shortest prefix worth copying from another sequence: copying a cache stream costs about
 # as much as evaluating a few tokens, and waiting for a sequence to read it costs a step or two.
 MIN_SHARED_PREFIX = 32
+# The shortest prefix worth copying from a sequence that already holds it: the copy is a memory
+# copy of one cache stream (tens of MB, milliseconds), where 8 tokens cost a CPU 0.1-0.3 s to read.
+MIN_HELD_PREFIX = 8
 # A step's prompt reading is split over at most this many decode calls, each of at least this many
 # prompt tokens: the sequences of the first call are sampled while the rest is still being read.
 _MAX_CALLS = 4
@@ -238,8 +241,14 @@ class Engine:
         slot.text = TextStream()
         slot.generated = 0
         slot.cached_at_start = keep
+        if source is None:
+            return
+        # Wait for a sequence to read a long shared prefix; copy a shorter one it already holds.
         shared = min(shared, len(tokens) - 1)
-        if source is not None and shared >= keep + MIN_SHARED_PREFIX:
+        held = min(common_prefix(source.cached, tokens), shared)
+        if shared < keep + MIN_SHARED_PREFIX:
+            shared = held if held >= keep + MIN_HELD_PREFIX else 0
+        if shared:
             slot.waiting_on = (source, shared)
             self._end_waits()  # at once when the source has already read it
 
@@ -270,7 +279,7 @@ class Engine:
         stream from the lowest running one to the highest, so four sequences spread over sixteen
         slots cost four times the attention of four neighbours. A free slot's conversation is
         copied from, not overwritten, when only a small part of it is wanted; so is a longer prefix
-        that a busy sequence holds or is reading.
+        that a busy sequence holds or is reading, and a short one (a system line) held anywhere.
         """
         free = [s for s in self._slots if s.job is None]  # in slot order
         best = max(free, key=lambda s: common_prefix(s.cached, tokens))  # the lowest among equals
@@ -279,6 +288,8 @@ class Engine:
         source, shared = None, 0
         if own < MIN_SHARED_PREFIX:
             slot = free[0]
+            if slot is not best:  # a short prefix (a system line) another free slot holds
+                source, shared = best, own
         elif 2 * own < len(best.cached) and spare is not None:
             # Reading this prompt there would overwrite most of a conversation: keep it for its
             # next turn, and copy the part wanted.
