@@ -312,7 +312,7 @@ def _ours_on_fresh_stack(spec: str, args: argparse.Namespace, transport: str) ->
             async def ws(system: str, prompt: Prompt, max_tokens: int, start: float) -> tuple[float, int]:
                 return await ask_ws(stack.ws, system, prompt, max_tokens, start)
 
-            return asyncio.run(measure(ws, cpu, args, with_persona=True, with_returning=False))
+            return asyncio.run(measure(ws, cpu, args, with_persona=not args.levels_only, with_returning=False))
 
         async def over_http() -> Side:
             async with _client(stack.http) as client:
@@ -320,7 +320,7 @@ def _ours_on_fresh_stack(spec: str, args: argparse.Namespace, transport: str) ->
                 async def http(system: str, prompt: Prompt, max_tokens: int, start: float) -> tuple[float, int]:
                     return await ask_http(client, model_id(spec), system, prompt, max_tokens, start)
 
-                return await measure(http, cpu, args, with_persona=False, with_returning=True)
+                return await measure(http, cpu, args, with_persona=False, with_returning=not args.levels_only)
 
         return asyncio.run(over_http())
 
@@ -338,7 +338,8 @@ def run_theirs(model: Path, bin_dir: Path, args: argparse.Namespace) -> Side:
                 async def http(system: str, prompt: Prompt, max_tokens: int, start: float) -> tuple[float, int]:
                     return await ask_http(client, model.stem, system, prompt, max_tokens, start)
 
-                return await measure(http, cpu, args, with_persona=True, with_returning=not args.skip_http)
+                loads = not args.levels_only
+                return await measure(http, cpu, args, with_persona=loads, with_returning=loads and not args.skip_http)
 
         return asyncio.run(over_http())
 
@@ -384,6 +385,8 @@ def report(name: str, ours: dict[str, Side], theirs: Side, variant: str, args: a
         ours_side = transport != "llama-server"
         cells = [f"{_per_token(merged, k):.1f}" if (k == "total" or ours_side) else "-" for k in keys]
         print(f"| {transport} | " + " | ".join(cells) + " |")
+    if args.levels_only:
+        return
     print(f"\nPersona load: {args.persona_sessions} conversations at once sharing a ~500-token system prompt\n")
     print("| round | ours TTFT p50 / p95 | tok/s | llama-server TTFT p50 / p95 | tok/s | TTFT p50 ratio |")
     print("|---|---|---|---|---|---|")
@@ -419,6 +422,7 @@ def main() -> None:
     parser.add_argument("--persona-sessions", type=int, default=16)
     parser.add_argument("--persona-tokens", type=int, default=16, help="tokens to generate in the persona load")
     parser.add_argument("--skip-http", action="store_true", help="ours over the websocket only")
+    parser.add_argument("--levels-only", action="store_true", help="skip the persona and returning loads")
     parser.add_argument("--no-ceiling", action="store_true", help="skip llama-batched-bench")
     args = parser.parse_args()
     os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
