@@ -12,10 +12,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from shared.config import Settings
-from shared.models import resolve_model
+from tests.integration.engine_jobs import open_model
 from workers.decoder.engine import Done, Engine, Job, Token
-from workers.decoder.llama import ContextConfig, LlamaModel
 
 COUNT = "<|im_start|>user\nCount from 1 to 40, separated by commas.<|im_end|>\n<|im_start|>assistant\n"
 LONG = "<|im_start|>user\nCount from 1 to 100, separated by commas.<|im_end|>\n<|im_start|>assistant\n"
@@ -24,9 +22,7 @@ FRANCE = "<|im_start|>user\nWhat is the capital of France? One word.<|im_end|>\n
 
 @pytest.fixture(scope="module")
 def engine() -> Iterator[Engine]:
-    s = Settings()
-    path = resolve_model(s.decoder_model, s.models_dir).path
-    model = LlamaModel(path, ContextConfig(n_ctx_per_seq=512, n_seq=2, n_batch=128, n_threads=2, n_gpu_layers=0))
+    model = open_model(n_ctx_per_seq=512, n_seq=2, n_batch=128)
     e = Engine(model)
     yield e
     e.stop()

@@ -12,10 +12,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from shared.config import Settings
-from shared.models import resolve_model
+from tests.integration.engine_jobs import collect, open_model
 from workers.decoder.engine import Done, Engine, EngineEvent, Job, Token
-from workers.decoder.llama import ContextConfig, LlamaModel
+from workers.decoder.llama import LlamaModel
 
 STORY = " ".join(f"Town {i} lies on the river and has a market on day {i}." for i in range(24))
 PROMPTS = [
@@ -42,9 +41,7 @@ class _Stamped(queue.SimpleQueue[EngineEvent]):
 
 @pytest.fixture(scope="module")
 def model() -> Iterator[LlamaModel]:
-    s = Settings()
-    path = resolve_model(s.decoder_model, s.models_dir).path
-    m = LlamaModel(path, ContextConfig(n_ctx_per_seq=1024, n_seq=3, n_batch=2048, n_threads=2, n_gpu_layers=0))
+    m = open_model(n_ctx_per_seq=1024, n_seq=3, n_batch=2048)
     yield m
     m.close()
 
@@ -61,23 +58,13 @@ def _job(model: LlamaModel, text: str) -> Job:
     )
 
 
-def _collect(job: Job) -> tuple[str, Done]:
-    text = []
-    while True:
-        event = job.events.get(timeout=120)
-        if isinstance(event, Done):
-            return "".join(text), event
-        assert isinstance(event, Token)
-        text.append(event.text)
-
-
 def _run(model: LlamaModel, texts: list[str]) -> list[tuple[str, Done, float]]:
     engine = Engine(model, gather_s=0.05)  # a new engine believes every slot empty
     try:
         jobs = [_job(model, text) for text in texts]
         for job in jobs:
             engine.submit(job)
-        results = [_collect(job) for job in jobs]
+        results = [collect(job) for job in jobs]
         return [(text, done, job.events.first) for (text, done), job in zip(results, jobs, strict=True)]  # type: ignore[attr-defined]
     finally:
         engine.stop()

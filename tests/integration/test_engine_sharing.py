@@ -13,10 +13,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from shared.config import Settings
-from shared.models import resolve_model
-from workers.decoder.engine import MIN_SHARED_PREFIX, Done, Engine, Job, Token
-from workers.decoder.llama import ContextConfig, LlamaModel
+from tests.integration.engine_jobs import collect, open_model
+from workers.decoder.engine import MIN_SHARED_PREFIX, Done, Engine, Job
+from workers.decoder.llama import LlamaModel
 
 PERSONA = "<|im_start|>system\n" + " ".join(f"Rule {i}: answer briefly and politely." for i in range(40))
 PERSONA += "<|im_end|>\n"
@@ -33,11 +32,9 @@ def _user(system: str, text: str) -> str:
 
 @pytest.fixture(scope="module")
 def model() -> Iterator[LlamaModel]:
-    s = Settings()
-    path = resolve_model(s.decoder_model, s.models_dir).path
     # Small prompt chunks: the persona takes several steps to read, so a second prompt arrives
     # while the first is still reading it.
-    m = LlamaModel(path, ContextConfig(n_ctx_per_seq=1024, n_seq=3, n_batch=64, n_threads=2, n_gpu_layers=0))
+    m = open_model(n_ctx_per_seq=1024, n_seq=3, n_batch=64)
     yield m
     m.close()
 
@@ -60,22 +57,12 @@ def _job(model: LlamaModel, prompt: str, tokens: int = 12) -> Job:
     )
 
 
-def _collect(job: Job) -> tuple[str, Done]:
-    text = []
-    while True:
-        event = job.events.get(timeout=120)
-        if isinstance(event, Done):
-            return "".join(text), event
-        assert isinstance(event, Token)
-        text.append(event.text)
-
-
 def _alone(model: LlamaModel, prompt: str) -> str:
     e = Engine(model)
     try:
         job = _job(model, prompt)
         e.submit(job)
-        return _collect(job)[0]
+        return collect(job)[0]
     finally:
         e.stop()
 
@@ -89,7 +76,7 @@ def test_a_prefix_being_read_is_read_once(model: LlamaModel, engine: Engine):
     jobs = [_job(model, first), _job(model, second)]
     for job in jobs:
         engine.submit(job)
-    (text_a, done_a), (text_b, done_b) = _collect(jobs[0]), _collect(jobs[1])
+    (text_a, done_a), (text_b, done_b) = collect(jobs[0]), collect(jobs[1])
 
     assert done_a.cached_tokens == 0
     # The second waited for the first to read the persona and took a copy of it.
@@ -102,11 +89,11 @@ def test_a_conversation_in_a_free_slot_is_copied_not_overwritten(model: LlamaMod
     conversation = _user(SHORT_SYSTEM, story + " Which town has a market on day 3?")
     turn = _job(model, conversation)
     engine.submit(turn)
-    answer, _ = _collect(turn)
+    answer, _ = collect(turn)
 
     other = _job(model, _user(SHORT_SYSTEM, "What is the capital of Italy?"))
     engine.submit(other)
-    _, done_other = _collect(other)
+    _, done_other = collect(other)
     # The shared system line was copied from the conversation's slot...
     system = len(model.tokenize(SHORT_SYSTEM))
     assert system > MIN_SHARED_PREFIX
@@ -117,7 +104,7 @@ def test_a_conversation_in_a_free_slot_is_copied_not_overwritten(model: LlamaMod
     follow_up += "<|im_start|>assistant\n"
     nxt = _job(model, follow_up)
     engine.submit(nxt)
-    _, done_next = _collect(nxt)
+    _, done_next = collect(nxt)
     assert done_next.cached_tokens >= len(model.tokenize(conversation)), done_next
 
 
@@ -129,17 +116,17 @@ def test_a_conversation_that_lost_its_slot_is_loaded_from_host_memory(model: Lla
     def second_turn(engine: Engine) -> tuple[str, Done]:
         turn = _job(model, conversation)
         engine.submit(turn)
-        answer, _ = _collect(turn)
+        answer, _ = collect(turn)
         # Newcomers that share little with any slot take the lowest free one: the first of
         # these goes where the conversation was kept.
         for text in [*others, _user(SHORT_SYSTEM.replace("careful", "brief"), "Name a river.")]:
             other = _job(model, text)
             engine.submit(other)
-            _collect(other)
+            collect(other)
         follow_up = conversation + answer + "<|im_end|>\n<|im_start|>user\nAnd on day 4?<|im_end|>\n"
         nxt = _job(model, follow_up + "<|im_start|>assistant\n")
         engine.submit(nxt)
-        return _collect(nxt)
+        return collect(nxt)
 
     cached = Engine(model, host_cache_bytes=256 << 20)
     try:
