@@ -5,7 +5,7 @@ import pytest
 
 from shared.errors import ModelError
 from shared.models import resolve_model
-from workers.decoder.engine import _common_prefix
+from workers.decoder.host_cache import common_prefix
 from workers.decoder.llama import TextStream
 
 
@@ -17,9 +17,9 @@ def test_text_stream_never_splits_a_character():
     assert all(len(o) in (0, 1) for o in out)
 
 
-def test_common_prefix():
-    assert _common_prefix([1, 2, 3], [1, 2, 4]) == 2
-    assert _common_prefix([], [1]) == 0
+def testcommon_prefix():
+    assert common_prefix([1, 2, 3], [1, 2, 4]) == 2
+    assert common_prefix([], [1]) == 0
 
 
 def test_path_model_is_checked_by_sha256(tmp_path: Path):
