@@ -177,7 +177,9 @@ async def test_chat_completion_with_audio(stack: Stack):
         wav = base64.b64decode(audio.data)
         with wave.open(io.BytesIO(wav)) as w:
             assert w.getnframes() > 12000  # a whole file: its true length in the header
-        assert "paris" in await _heard(client, wav)
+        # What is heard is the reply; the tiny Whisper model has heard its first word as "Harris".
+        heard = await _heard(client, wav)
+        assert "paris" in heard or "capital of france" in heard, heard
         assert reply.usage is not None and reply.usage.completion_tokens_details is not None
         assert reply.usage.completion_tokens_details.audio_tokens
 
