@@ -52,8 +52,8 @@ _BACKGROUND_CHUNK = 64
 # The OS name of the engine thread; llama.cpp's compute threads, started from it, inherit it, so
 # per-thread CPU (top -H, /proc/<pid>/task) tells the model's work from the rest of the worker.
 THREAD_NAME = "mm-engine"
-# The shortest prefix worth copying from another sequence: copying a cache stream costs about
-# as much as evaluating a few tokens, and waiting for a sequence to read it costs a step or two.
+# The shortest prefix worth waiting for while another sequence reads it (a step or two), and worth
+# keeping in or loading from host memory.
 MIN_SHARED_PREFIX = 32
 # The shortest prefix worth copying from a sequence that already holds it: the copy is a memory
 # copy of one cache stream (tens of MB, milliseconds), where 8 tokens cost a CPU 0.1-0.3 s to read.
@@ -61,9 +61,9 @@ MIN_HELD_PREFIX = 8
 # A step's prompt reading is split over at most this many decode calls, each of at least this many
 # prompt tokens: the sequences of the first call are sampled while the rest is still being read.
 _MAX_CALLS = 4
+_MIN_CALL_TOKENS = 64
 # The longest the first arrival after an idle spell waits for others to arrive (see `Engine`).
 _GATHER_MAX_S = 0.05
-_MIN_CALL_TOKENS = 64
 
 DoneStatus = Literal["completed", "cancelled", "incomplete", "failed"]
 
@@ -356,13 +356,9 @@ class Engine:
         # Shortest prompt first: the most sequences reach their first token soonest.
         prompting = sorted((s for s in active if len(s.pending) > 1), key=lambda s: len(s.pending))
         budget = min(chunk, self._model.n_batch) - len(generating)
-        runs = [(slot, slot.pending[:1]) for slot in generating]
-        for slot in prompting:
-            if budget <= 0:
-                break
-            take = _run(slot.pending, budget)
-            budget -= len(take)
-            runs.append((slot, take))
+        reading = _take(prompting, budget)
+        budget -= sum(len(take) for _, take in reading)
+        runs = [(slot, slot.pending[:1]) for slot in generating] + reading
         stepping = list(active)
         try:
             # Vectors first: sampling reads the logits of the latest decode call.
@@ -392,15 +388,12 @@ class Engine:
         can be read at once (token ids, not waiting for a copy), within `budget` tokens."""
         idle = [slot for slot in self._slots if slot.job is None]
         self._admit()
-        runs: list[tuple[_Slot, list[int]]] = []
-        for slot in sorted((s for s in idle if s.job is not None), key=lambda s: len(s.pending)):
-            assert slot.job is not None
-            if budget <= 0 or slot.job.background or slot.waiting_on is not None or slot.pending[0] < 0:
-                continue
-            take = _run(slot.pending, budget)
-            budget -= len(take)
-            runs.append((slot, take))
-        return runs
+        ready = [
+            s
+            for s in idle
+            if s.job is not None and not s.job.background and s.waiting_on is None and s.pending[0] >= 0
+        ]
+        return _take(sorted(ready, key=lambda s: len(s.pending)), budget)
 
     def _decode(self, runs: list[tuple[_Slot, list[int]]], *, vectors: bool) -> None:
         """Evaluate each sequence's run in one decode call, then sample for those it completes."""
@@ -484,6 +477,18 @@ class Engine:
         slot.job = None
         slot.waiting_on = None
         job.events.put(done)
+
+
+def _take(slots: list[_Slot], budget: int) -> list[tuple[_Slot, list[int]]]:
+    """The next run of each slot's prompt, in order, until `budget` tokens are taken."""
+    runs: list[tuple[_Slot, list[int]]] = []
+    for slot in slots:
+        if budget <= 0:
+            break
+        take = _run(slot.pending, budget)
+        budget -= len(take)
+        runs.append((slot, take))
+    return runs
 
 
 def _calls(runs: list[tuple[_Slot, list[int]]], generating: int) -> list[list[tuple[_Slot, list[int]]]]:
