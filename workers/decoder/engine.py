@@ -389,9 +389,7 @@ class Engine:
         idle = [slot for slot in self._slots if slot.job is None]
         self._admit()
         ready = [
-            s
-            for s in idle
-            if s.job is not None and not s.job.background and s.waiting_on is None and s.pending[0] >= 0
+            s for s in idle if s.job is not None and not s.job.background and s.waiting_on is None and s.pending[0] >= 0
         ]
         return _take(sorted(ready, key=lambda s: len(s.pending)), budget)
 
