@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Final, Literal, cast
 
 import redis
@@ -66,6 +67,28 @@ redis.call('EXPIRE', KEYS[2], ARGV[2])
 return 1
 """
 
+# Many responses at once (a decoder's relay, once per engine call). KEYS: lease, events, cancel of
+# each response. ARGV: lease_ms, ttl_s, then per response: owner, n, n entry_json. Per response:
+# 0 when the lease is not the owner's; else its entries are added, its lease extended, and the
+# reply is its cancel reason, or 1.
+_RELAY = f"""
+local out = {{}}
+local a = 3
+for i = 1, #KEYS, 3 do
+  local owner, n = ARGV[a], tonumber(ARGV[a + 1])
+  if redis.call('GET', KEYS[i]) ~= owner then
+    out[#out + 1] = 0
+  else
+    for j = a + 2, a + 1 + n do redis.call('XADD', KEYS[i + 1], '*', '{streams.FIELD}', ARGV[j]) end
+    if n > 0 then redis.call('EXPIRE', KEYS[i + 1], ARGV[2]) end
+    redis.call('PEXPIRE', KEYS[i], ARGV[1])
+    out[#out + 1] = redis.call('GET', KEYS[i + 2]) or 1
+  end
+  a = a + 2 + n
+end
+return out
+"""
+
 # KEYS: state, lease, events. ARGV: mode, owner, status, final_json, ttl_s
 _FINISH = f"""
 local st = redis.call('HGET', KEYS[1], 'status')
@@ -88,6 +111,23 @@ if redis.call('HGET', KEYS[1], 'status') == 'running' and redis.call('EXISTS', K
 end
 return 0
 """
+
+
+@dataclass(frozen=True)
+class Update:
+    """What a worker sends for one of its responses in `ResponseStore.relay`."""
+
+    response_id: str
+    owner: str
+    events: Sequence[StreamEvent] = ()
+
+
+@dataclass(frozen=True)
+class Relayed:
+    """What `ResponseStore.relay` found for one response."""
+
+    held: bool  # the lease was the owner's: the events were added and the lease extended
+    cancel_reason: str | None = None
 
 
 def encode_event(event: StreamEvent) -> str:
@@ -121,6 +161,7 @@ class ResponseStore(_Store):
         self._claim = client.register_script(_CLAIM)
         self._renew = client.register_script(_RENEW)
         self._append = client.register_script(_APPEND)
+        self._relay = client.register_script(_RELAY)
         self._finish = client.register_script(_FINISH)
 
     def claim(self, response_id: str, owner: str, max_attempts: int) -> ClaimResult:
@@ -146,6 +187,24 @@ class ResponseStore(_Store):
         keys = [k.response_lease(response_id), k.response_events(response_id)]
         return bool(self._append(keys=keys, args=[owner, self._ttl_s, *entries]))
 
+    def relay(self, updates: Sequence[Update]) -> list[Relayed]:
+        """Append each response's events and extend its lease, only where the owner still holds it,
+        and read its cancel flag: one round trip for all of a worker's running responses."""
+        if not updates:
+            return []
+        k = self._keys
+        keys: list[str] = []
+        args: list[Any] = [self._lease_ms, self._ttl_s]
+        for u in updates:
+            rid = u.response_id
+            keys += [k.response_lease(rid), k.response_events(rid), k.response_cancel(rid)]
+            args += [u.owner, len(u.events), *(encode_event(e) for e in u.events)]
+        replies: Any = self._relay(keys=keys, args=args)
+        return [
+            Relayed(held=False) if r == 0 else Relayed(held=True, cancel_reason=None if r == 1 else _text(r))
+            for r in replies
+        ]
+
     def finish(self, response_id: str, owner: str, final: FinalEvent) -> bool:
         keys, args = self._finish_args(response_id, "owner", owner, final)
         return bool(self._finish(keys=keys, args=args))
@@ -160,11 +219,6 @@ class ResponseStore(_Store):
         """Why the response was cancelled (e.g. client_cancelled, turn_detected), or None."""
         value = self._r.get(self._keys.response_cancel(response_id))
         return None if value is None else _text(value)
-
-    def cancel_reasons(self, response_ids: Sequence[str]) -> list[str | None]:
-        """`cancel_reason` of many responses in one round trip."""
-        values = self._r.mget([self._keys.response_cancel(rid) for rid in response_ids])
-        return [None if v is None else _text(v) for v in values]
 
     def events_so_far(self, response_id: str) -> list[StreamEvent]:
         """What earlier attempts already streamed; a new attempt continues after it."""

@@ -7,7 +7,7 @@ import redis.asyncio as aioredis
 
 from shared.keys import Keys
 from shared.messages import ResponseFinal, TokenDelta
-from shared.response_state import AsyncResponseStore, ResponseStore
+from shared.response_state import AsyncResponseStore, Relayed, ResponseStore, Update
 
 KEYS = Keys("statetest")
 
@@ -84,4 +84,28 @@ async def test_running_response_is_not_finished_as_unclaimed(fresh_redis_url):
     assert worker.cancel_reason("r5") is None
     await gateway.request_cancel("r5", "turn_detected")
     assert worker.cancel_reason("r5") == "turn_detected"
+    await aclient.aclose()
+
+
+async def test_relay_appends_extends_leases_and_reads_cancel_flags_in_one_call(fresh_redis_url):
+    worker, gateway, sync_client, aclient = _stores(fresh_redis_url)
+    for rid in ("r7", "r8", "r9"):
+        await gateway.create(rid, "s1")
+        assert worker.claim(rid, "w1", 3) == "ok"
+    await gateway.request_cancel("r8", "turn_detected")
+    sync_client.delete(KEYS.response_lease("r9"))  # r9's lease ran out: another worker may own it
+    await asyncio.sleep(0.2)
+    relayed = worker.relay(
+        [
+            Update("r7", "w1", [TokenDelta(text="a", token_ids=[1]), TokenDelta(text="b", token_ids=[2])]),
+            Update("r8", "w1"),
+            Update("r9", "w1", [TokenDelta(text="x", token_ids=[3])]),
+        ]
+    )
+    assert relayed == [Relayed(held=True), Relayed(held=True, cancel_reason="turn_detected"), Relayed(held=False)]
+    assert worker.generated_so_far("r7") == ([1, 2], "ab")
+    assert worker.generated_so_far("r9") == ([], "")
+    await asyncio.sleep(0.2)  # 0.4 s after the claim: only the relayed leases are still alive
+    assert await gateway.lease_alive("r7") and await gateway.lease_alive("r8")
+    assert worker.relay([]) == []
     await aclient.aclose()

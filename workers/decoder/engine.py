@@ -33,6 +33,7 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -128,10 +129,21 @@ class Engine:
     0: none). `gather_s`: after an idle spell, how long the first arrival waits for the next one (each
     arrival restarts the wait, up to `_GATHER_MAX_S` in all) before the first step. Requests that
     many clients send at once reach the worker a few milliseconds apart, one Celery task each;
-    without the wait the first would take a step alone and the rest would wait for all of it."""
+    without the wait the first would take a step alone and the rest would wait for all of it.
+    `on_events`: called after a decode call's (or a loop turn's) events are in the jobs' queues,
+    once for all of them, so that one reader can forward them together."""
 
-    def __init__(self, model: LlamaModel, *, gather_s: float = 0.0, host_cache_bytes: int = 0) -> None:
+    def __init__(
+        self,
+        model: LlamaModel,
+        *,
+        gather_s: float = 0.0,
+        host_cache_bytes: int = 0,
+        on_events: Callable[[], None] | None = None,
+    ) -> None:
         self._model = model
+        self._on_events = on_events
+        self._emitted = False  # events were put since `on_events` was last called
         self._gather_s = gather_s
         self._host = HostCache(host_cache_bytes) if host_cache_bytes > 0 else None
         self._slots = [_Slot(seq) for seq in range(model.n_seq)]
@@ -162,6 +174,7 @@ class Engine:
         while not self._stopping.is_set():
             self._admit()
             active = [s for s in self._slots if s.job is not None]
+            self._notify()
             if not active:
                 self._wait_for_job()
                 continue
@@ -187,6 +200,7 @@ class Engine:
         for slot in self._slots:
             if slot.job is not None:
                 self._finish(slot, Done("failed", reason="shutdown", error="worker shutting down"))
+        self._notify()
 
     def _account_cpu(self) -> None:
         now = time.thread_time()
@@ -223,7 +237,7 @@ class Engine:
     def _start(self, job: Job) -> None:
         tokens = job.prompt + job.resume
         if len(tokens) + 1 >= self._model.n_ctx_per_seq:
-            job.events.put(Done("incomplete", reason="context_length_exceeded", prompt_tokens=len(job.prompt)))
+            self._emit(job, Done("incomplete", reason="context_length_exceeded", prompt_tokens=len(job.prompt)))
             return
         slot, source, shared = self._place(tokens, job.background)
         self._save(slot, common_prefix(slot.cached, tokens))
@@ -424,6 +438,16 @@ class Engine:
             self._model.decode(tokens)
         self._in_decode += time.thread_time() - started
         self._sample(sampled)
+        self._notify()
+
+    def _emit(self, job: Job, event: EngineEvent) -> None:
+        job.events.put(event)
+        self._emitted = True
+
+    def _notify(self) -> None:
+        if self._emitted and self._on_events is not None:
+            self._on_events()
+        self._emitted = False
 
     def _sample(self, sampled: list[tuple[_Slot, int]]) -> None:
         for slot, index in sampled:
@@ -438,7 +462,7 @@ class Engine:
             return
         slot.generated += 1
         text = slot.text.push(self._model.piece(token))
-        job.events.put(Token(token, text))
+        self._emit(job, Token(token, text))
         if slot.generated >= job.max_new_tokens:
             self._finish(slot, self._done(slot, "incomplete", "max_output_tokens"))
         elif len(slot.cached) + 1 >= self._model.n_ctx_per_seq:
@@ -463,7 +487,7 @@ class Engine:
         assert job is not None
         tail = slot.text.flush()
         if tail:
-            job.events.put(Token(-1, tail))
+            self._emit(job, Token(-1, tail))
         # A token sampled but never evaluated is not in the cache; nothing else needs undoing.
         slot.pending = []
         if drop_cache:
@@ -474,7 +498,7 @@ class Engine:
             slot.sampler = None
         slot.job = None
         slot.waiting_on = None
-        job.events.put(done)
+        self._emit(job, done)
 
 
 def _take(slots: list[_Slot], budget: int) -> list[tuple[_Slot, list[int]]]:

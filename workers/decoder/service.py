@@ -1,14 +1,14 @@
 """What a decoder worker process does with a `decode.generate` task.
 
 Claim the response, build the prompt from the conversation in Redis, hand a job to the engine and
-relay its tokens to the response's stream, renewing the lease and watching the cancel flag in
-between. The model and engine are loaded once per process, on first use or at warm-up.
+let the relay forward its tokens to the response's stream (`workers/decoder/relay.py`, one thread
+for all the process's responses). The model and engine are loaded once per process, on first use
+or at warm-up.
 """
 
 from __future__ import annotations
 
 import logging
-import queue
 import secrets
 import threading
 import time
@@ -19,24 +19,21 @@ import redis
 
 from shared import streams
 from shared.config import Settings
-from shared.errors import ErrorCode
 from shared.messages import (
     GenerateRequest,
     Item,
     ResponseFinal,
-    TokenDelta,
-    TokenUsage,
 )
-from shared.metrics import DECODER_ACTIVE, DECODER_FIRST_TOKEN, DECODER_TOKENS, DECODER_TOKENS_PER_S
+from shared.metrics import DECODER_ACTIVE
 from shared.models import ResolvedModel, resolve_model
 from shared.response_state import ResponseStore
 from shared.sessions import load_items
 from workers.base import ModelService
-from workers.decoder.cancel_watch import CancelWatch
-from workers.decoder.engine import Done, Engine, Job, Token
+from workers.decoder.engine import Engine, Job
 from workers.decoder.grammar import PARAM_SCHEMA, PARAM_TOOLS, BadFormat, Grammar, reply_grammar
 from workers.decoder.llama import ContextConfig, LlamaModel
 from workers.decoder.prompt import ChatTemplate, SoftInputs, build_prompt
+from workers.decoder.relay import Relay
 from workers.decoder.selftest import probe
 from workers.fusion.inputs import Projectors, load_projectors, soft_inputs
 from workers.presence import Presence
@@ -70,7 +67,7 @@ class DecoderService(ModelService[_Loaded]):
             client, self._keys, lease_ms=int(settings.lease_ttl_s * 1000), ttl_s=settings.session_ttl_s
         )
         self._stopping = threading.Event()
-        self._cancels = CancelWatch(self._store)
+        self._relay = Relay(self._store, self._stopping)
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -91,9 +88,9 @@ class DecoderService(ModelService[_Loaded]):
     def shutdown(self) -> None:
         """Stop taking tokens; running responses are released for another worker to continue."""
         self._stopping.set()
-        self._cancels.stop()
         if (loaded := self._models) is not None:
             loaded.engine.stop()
+        self._relay.stop()
 
     def _build(self) -> _Loaded:
         s = self._settings
@@ -123,7 +120,12 @@ class DecoderService(ModelService[_Loaded]):
         )
         log.info("decoder model %s, sha256 %s", resolved.path.name, resolved.sha256[:12])
         projectors = load_projectors(s, llm_sha256=resolved.sha256, llm_dim=model.n_embd)
-        engine = Engine(model, gather_s=s.decoder_gather_ms / 1000, host_cache_bytes=s.decoder_host_cache_mb << 20)
+        engine = Engine(
+            model,
+            gather_s=s.decoder_gather_ms / 1000,
+            host_cache_bytes=s.decoder_host_cache_mb << 20,
+            on_events=self._relay.wake,
+        )
         return _Loaded(resolved, model, template, engine, projectors)
 
     # --- one task -------------------------------------------------------------------------------
@@ -198,7 +200,7 @@ class DecoderService(ModelService[_Loaded]):
         loaded.engine.submit(job)
         DECODER_ACTIVE.inc()
         try:
-            return self._relay(rid, owner, job)
+            return self._relay.follow(rid, owner, job)
         finally:
             DECODER_ACTIVE.dec()
 
@@ -239,54 +241,6 @@ class DecoderService(ModelService[_Loaded]):
                 return None
             last = streams.wait(self._r, events, last, block_ms=int(_RENEW_S * 1000))
 
-    def _relay(self, rid: str, owner: str, job: Job) -> ResponseFinal | None:
-        """Forward the job's tokens to Redis until it is done; None when the response was let go.
-
-        Sleeps until the engine has a token or the lease is due for renewal: nothing else wakes
-        this thread (cancel flags are read for all jobs at once, by `CancelWatch`).
-        """
-        self._cancels.watch(rid, job)
-        try:
-            return self._forward(rid, owner, job)
-        finally:
-            self._cancels.unwatch(rid)
-
-    def _forward(self, rid: str, owner: str, job: Job) -> ResponseFinal | None:
-        next_renew = time.monotonic() + _RENEW_S
-        submitted, first_at, tokens = time.perf_counter(), 0.0, 0
-        while True:
-            deltas, done = _drain(job.events, timeout=max(0.0, next_renew - time.monotonic()))
-            if deltas:
-                first_at = first_at or time.perf_counter()
-                if tokens == 0:
-                    DECODER_FIRST_TOKEN.observe(first_at - submitted)
-                new = sum(len(d.token_ids) for d in deltas)
-                tokens += new
-                DECODER_TOKENS.inc(new)
-            if deltas and not self._store.append(rid, owner, deltas):
-                log.warning("response %s: lease lost; another worker owns it now", rid)
-                self._abandon(job)
-                return None
-            if self._stopping.is_set() and (done is None or done.reason == "shutdown"):
-                self._store.release(rid, owner)  # another worker continues after what was streamed
-                self._abandon(job)
-                return None
-            if done is not None:
-                if tokens > 1 and (spent := time.perf_counter() - first_at) > 0:
-                    DECODER_TOKENS_PER_S.observe((tokens - 1) / spent)
-                return _final(done)
-            if time.monotonic() >= next_renew:
-                if not self._store.renew(rid, owner):
-                    log.warning("response %s: lease expired; letting it go", rid)
-                    self._abandon(job)
-                    return None
-                next_renew = time.monotonic() + _RENEW_S
-
-    @staticmethod
-    def _abandon(job: Job) -> None:
-        """Stop the job without finishing the response: its new owner (or the gateway) does that."""
-        job.cancelled.set()
-
     def _presence_name(self) -> str:
         return self._presence.name
 
@@ -302,40 +256,3 @@ def _grammar(request: GenerateRequest, model: LlamaModel, *, tools: bool) -> Gra
     if (why := model.grammar_error(grammar)) is not None:
         raise BadFormat(f"The schema cannot be used: {why}.", param)
     return grammar
-
-
-def _drain(events: queue.SimpleQueue[Token | Done], timeout: float) -> tuple[list[TokenDelta], Done | None]:
-    """Wait up to `timeout` for the first event, then take whatever else is ready as one delta."""
-    text: list[str] = []
-    ids: list[int] = []
-    done: Done | None = None
-    try:
-        event = events.get(timeout=timeout)
-        while True:
-            if isinstance(event, Done):
-                done = event
-                break
-            text.append(event.text)
-            if event.id >= 0:
-                ids.append(event.id)
-            event = events.get_nowait()
-    except queue.Empty:
-        pass
-    deltas = [TokenDelta(text="".join(text), token_ids=ids)] if text else []
-    return deltas, done
-
-
-def _final(done: Done) -> ResponseFinal:
-    usage = TokenUsage(
-        input_tokens=done.prompt_tokens, output_tokens=done.output_tokens, cached_tokens=done.cached_tokens
-    )
-    if done.status == "failed":
-        code: ErrorCode = "timeout" if done.reason == "time_limit" else "server_error"
-        return ResponseFinal(
-            status="failed",
-            reason=done.reason,
-            error_code=code,
-            error_message=f"Generation failed: {done.error or 'unknown error'}.",
-            usage=usage,
-        )
-    return ResponseFinal(status=done.status, reason=done.reason, usage=usage)
