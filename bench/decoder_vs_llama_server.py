@@ -1,31 +1,35 @@
 """Many conversations at once through mmstream's whole path, against llama.cpp's own llama-server.
 
-Both run in this one invocation, one after the other, on the same GGUF with the same threads and the
-same context per conversation; `OMP_WAIT_POLICY=passive` on both sides; each side on a server of its
-own, started for it, sent the same prompts in the same order. Ours: a private Redis, one
+Both run in this one invocation on the same GGUF with the same threads and the same context per
+conversation; `OMP_WAIT_POLICY=passive` on both sides; each side on a server of its own, started
+for it, sent the same prompts in the same order. Ours: a private Redis, one
 gateway and one decoder worker serving `max(levels)` sequences (`bench/stack.py`). Theirs:
 `llama-server -np max(levels)` built from the pinned llama.cpp with our CPU code (`bench/llama_server.py`),
 with its defaults otherwise (2048/512 batches, an 8 GiB prompt cache).
 
 For each level N, N streaming conversations start at once, each with a user prompt of its own
-(only the system line repeats); greedy, `--max-tokens` each. Ours is measured over the websocket
+(only the system line repeats); greedy, `--max-tokens` each. The levels run `--rounds` times with
+every side up at once, each level's runs back to back and the sides' order turning each round, so
+that a host whose speed drifts (these are shared machines) moves all sides alike; medians are
+printed, and each round's tok/s ratio. Ours is measured over the websocket
 (Realtime API) and over HTTP (`/v1/chat/completions`), theirs over HTTP. Printed per level: aggregate
 generated tokens/s, TTFT p50/p95, the ratios, and CPU seconds per generated token in each process
 (ours split into the gateway, Redis, the worker outside its engine thread, and the engine's work
-outside `llama_decode`). Then the persona load: `--persona-sessions` conversations sharing a
-~500-token system prompt arrive together, first with a persona neither side has seen, then again
-with new questions; and returning conversations: twice as many conversations as slots open, half
-at a time, then the first half each ask a second question (their slots went to the second half:
-llama-server keeps such caches in host memory, `--cache-ram`, and so do we). Last,
-`llama-batched-bench` on the same build: the engine's own ceiling.
+outside `llama_decode`). Then, each side on a fresh server again, the persona load:
+`--persona-sessions` conversations sharing a ~500-token system prompt arrive together, first with
+a persona neither side has seen, then again with new questions; and returning conversations: twice
+as many conversations as slots open, half at a time, then the first half each ask a second
+question (their slots went to the second half: llama-server keeps such caches in host memory,
+`--cache-ram`, and so do we). Last, `llama-batched-bench` on the same build: the engine's own ceiling.
 
-    python -m bench.decoder_vs_llama_server [--models M ...] [--levels 1 4 8 16] [--max-tokens 64]
+    python -m bench.decoder_vs_llama_server [--models M ...] [--levels 1 4 8 16] [--max-tokens 64] [--rounds 3]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import itertools
 import json
 import os
@@ -75,6 +79,7 @@ _PERSONA_RULES = [
 
 # A user prompt, or the turns after the system line: [user, assistant, user, ...].
 Prompt = str | list[str]
+THEIRS = "llama-server"
 Ask = Callable[[str, Prompt, int, float], Awaitable[tuple[float, int]]]
 
 
@@ -239,32 +244,30 @@ async def at_once(ask: Ask, cpu: OursCpu | ServerCpu, requests: list[tuple[str, 
 
 @dataclass
 class Side:
-    levels: dict[int, Run] = field(default_factory=dict)
+    levels: dict[int, list[Run]] = field(default_factory=dict)  # N -> one run per round
     persona_cold: Run | None = None
     persona_warm: Run | None = None
     returning: Run | None = None
 
 
-async def measure(
-    ask: Ask, cpu: OursCpu | ServerCpu, args: argparse.Namespace, *, with_persona: bool, with_returning: bool
+async def warm_up(ask: Ask) -> None:
+    await ask(SYSTEM, "Hello!", 4, time.perf_counter())
+
+
+async def measure_loads(
+    ask: Ask, cpu: OursCpu | ServerCpu, args: argparse.Namespace, *, persona_too: bool, returning_too: bool
 ) -> Side:
-    await ask(SYSTEM, "Hello!", 4, time.perf_counter())  # warm-up
+    """The persona load (a persona neither side has seen, then again) and the returning one."""
+    await warm_up(ask)
     side = Side()
     prompts = questions()
-    for n in args.levels:
-        requests: list[tuple[str, Prompt]] = [(SYSTEM, next(prompts)) for _ in range(n)]
-        run = side.levels[n] = await at_once(ask, cpu, requests, args.max_tokens)
-        _progress(f"N={n}: {run.tokens_per_s:.1f} tok/s, TTFT p50 {run.p50:.2f} s, CPU {run.cpu}")
-    if with_persona:
-        # A persona neither side has seen (each side runs on a server of its own).
-        system = persona("museum")
-        sessions = args.persona_sessions
-        for name in ("persona_cold", "persona_warm"):
-            requests = [(system, next(prompts)) for _ in range(sessions)]
-            run = await at_once(ask, cpu, requests, args.persona_tokens)
-            setattr(side, name, run)
-            _progress(f"{name}: TTFT p50 {run.p50:.2f} s p95 {run.ttft_at(0.95):.2f} s, {run.tokens_per_s:.1f} tok/s")
-    if with_returning:
+    system = persona("museum")
+    for name in ("persona_cold", "persona_warm") if persona_too else ():
+        requests: list[tuple[str, Prompt]] = [(system, next(prompts)) for _ in range(args.persona_sessions)]
+        run = await at_once(ask, cpu, requests, args.persona_tokens)
+        setattr(side, name, run)
+        _progress(f"{name}: TTFT p50 {run.p50:.2f} s p95 {run.ttft_at(0.95):.2f} s, {run.tokens_per_s:.1f} tok/s")
+    if returning_too:
         side.returning = await returning(ask, cpu, args)
         _progress(f"returning: TTFT p50 {side.returning.p50:.2f} s p95 {side.returning.ttft_at(0.95):.2f} s")
     return side
@@ -288,60 +291,111 @@ def _progress(line: str) -> None:
 # --- the two sides ---------------------------------------------------------------------------------
 
 
-def run_ours(spec: str, args: argparse.Namespace) -> dict[str, Side]:
-    """Ours over the websocket, then over HTTP, each on a stack of its own (no cache carried over)."""
-    sides = {"ours, websocket": _ours_on_fresh_stack(spec, args, "ws")}
-    if not args.skip_http:
-        sides["ours, HTTP"] = _ours_on_fresh_stack(spec, args, "http")
-    return sides
-
-
-def _ours_on_fresh_stack(spec: str, args: argparse.Namespace, transport: str) -> Side:
-    metrics_port = free_port()
-    worker = {
+def _worker_settings(spec: str, args: argparse.Namespace) -> dict[str, str]:
+    return {
         "decoder_model": spec,
         "decoder_threads": str(args.threads),
         "decoder_n_ctx": str(args.n_ctx),
         "decoder_concurrency": str(max(*args.levels, args.persona_sessions)),
         "decoder_omp_wait_policy": "passive",
     }
-    with bench_stack({"decode": 1}, metrics_port=str(metrics_port), **worker) as stack:
+
+
+@contextlib.contextmanager
+def _ours(spec: str, args: argparse.Namespace, transport: str) -> Iterator[tuple[Ask, OursCpu]]:
+    """A fresh stack of ours, and how to ask it over one transport."""
+    metrics_port = free_port()
+    with bench_stack({"decode": 1}, metrics_port=str(metrics_port), **_worker_settings(spec, args)) as stack:
         cpu = OursCpu(stack, metrics_port)
         if transport == "ws":
 
             async def ws(system: str, prompt: Prompt, max_tokens: int, start: float) -> tuple[float, int]:
                 return await ask_ws(stack.ws, system, prompt, max_tokens, start)
 
-            return asyncio.run(measure(ws, cpu, args, with_persona=not args.levels_only, with_returning=False))
+            yield ws, cpu
+            return
+        client = _client(stack.http)
 
-        async def over_http() -> Side:
-            async with _client(stack.http) as client:
+        async def http(system: str, prompt: Prompt, max_tokens: int, start: float) -> tuple[float, int]:
+            return await ask_http(client, model_id(spec), system, prompt, max_tokens, start)
 
-                async def http(system: str, prompt: Prompt, max_tokens: int, start: float) -> tuple[float, int]:
-                    return await ask_http(client, model_id(spec), system, prompt, max_tokens, start)
-
-                return await measure(http, cpu, args, with_persona=False, with_returning=not args.levels_only)
-
-        return asyncio.run(over_http())
+        yield http, cpu
 
 
-def run_theirs(model: Path, bin_dir: Path, args: argparse.Namespace) -> Side:
+@contextlib.contextmanager
+def _theirs(model: Path, bin_dir: Path, args: argparse.Namespace) -> Iterator[tuple[Ask, ServerCpu]]:
     parallel = max(*args.levels, args.persona_sessions)
     with llama_server.llama_server(
-        bin_dir, model, parallel=parallel, n_ctx_per_seq=args.n_ctx, threads=args.threads, port=free_port(), extra=[]
+        bin_dir,
+        model,
+        parallel=parallel,
+        n_ctx_per_seq=args.n_ctx,
+        threads=args.threads,
+        port=free_port(),
+        extra=args.server_args.split(),
     ) as server:
-        cpu = ServerCpu(server.proc.pid)
+        client = _client(server.base)
 
-        async def over_http() -> Side:
-            async with _client(server.base) as client:
+        async def http(system: str, prompt: Prompt, max_tokens: int, start: float) -> tuple[float, int]:
+            return await ask_http(client, model.stem, system, prompt, max_tokens, start)
 
-                async def http(system: str, prompt: Prompt, max_tokens: int, start: float) -> tuple[float, int]:
-                    return await ask_http(client, model.stem, system, prompt, max_tokens, start)
+        yield http, ServerCpu(server.proc.pid)
 
-                loads = not args.levels_only
-                return await measure(http, cpu, args, with_persona=loads, with_returning=loads and not args.skip_http)
 
-        return asyncio.run(over_http())
+def _sides(
+    spec: str, model: Path, bin_dir: Path, args: argparse.Namespace, stack: contextlib.ExitStack
+) -> dict[str, tuple[Ask, OursCpu | ServerCpu]]:
+    """Every side, each on a fresh server of its own: ours over the websocket and over HTTP, then theirs."""
+    sides: dict[str, tuple[Ask, OursCpu | ServerCpu]] = {}
+    sides["ours, websocket"] = stack.enter_context(_ours(spec, args, "ws"))
+    if not args.skip_http:
+        sides["ours, HTTP"] = stack.enter_context(_ours(spec, args, "http"))
+    sides[THEIRS] = stack.enter_context(_theirs(model, bin_dir, args))
+    return sides
+
+
+def run_levels(spec: str, model: Path, bin_dir: Path, args: argparse.Namespace) -> dict[str, Side]:
+    """N conversations at once for each level, `--rounds` times, every side up at once and each
+    level's runs back to back, the sides' order turning each round: a machine whose speed drifts
+    (a shared host) moves every side alike, and the medians over rounds say the rest."""
+    with contextlib.ExitStack() as stack:
+        sides = _sides(spec, model, bin_dir, args, stack)
+        result = {name: Side() for name in sides}
+        order = list(sides)
+
+        async def rounds() -> None:
+            for ask, _ in sides.values():
+                await warm_up(ask)
+            prompts = questions()
+            for r in range(args.rounds):
+                for n in args.levels:
+                    requests: list[tuple[str, Prompt]] = [(SYSTEM, next(prompts)) for _ in range(n)]
+                    turn = order[r % len(order) :] + order[: r % len(order)]
+                    for name in turn:
+                        ask, cpu = sides[name]
+                        run = await at_once(ask, cpu, requests, args.max_tokens)
+                        result[name].levels.setdefault(n, []).append(run)
+                        _progress(f"round {r + 1} N={n} {name}: {run.tokens_per_s:.1f} tok/s, TTFT p50 {run.p50:.2f} s")
+
+        asyncio.run(rounds())
+        return result
+
+
+def run_loads(spec: str, model: Path, bin_dir: Path, args: argparse.Namespace) -> dict[str, Side]:
+    """The persona and returning loads, each side on a fresh server (nothing cached from the levels)."""
+    result: dict[str, Side] = {}
+    makers: dict[str, Callable[[], contextlib.AbstractContextManager[tuple[Ask, OursCpu | ServerCpu]]]]
+    makers = {"ours, websocket": lambda: _ours(spec, args, "ws"), THEIRS: lambda: _theirs(model, bin_dir, args)}
+    if not args.skip_http:
+        makers["ours, HTTP"] = lambda: _ours(spec, args, "http")
+    for name, make in makers.items():
+        with make() as (ask, cpu):
+            # Ours: the persona load over the websocket, returning conversations over HTTP.
+            persona_too = name != "ours, HTTP"
+            returning_too = name == "ours, HTTP" or (name == THEIRS and not args.skip_http)
+            side = asyncio.run(measure_loads(ask, cpu, args, persona_too=persona_too, returning_too=returning_too))
+            result[name] = side
+    return result
 
 
 def _client(base: str) -> httpx.AsyncClient:
@@ -355,34 +409,55 @@ def _per_token(run: Run, key: str) -> float:
     return 1000 * run.cpu.get(key, float("nan")) / max(run.tokens, 1)
 
 
-def report(name: str, ours: dict[str, Side], theirs: Side, variant: str, args: argparse.Namespace) -> None:
+def _median(runs: list[Run], value: Callable[[Run], float]) -> float:
+    return statistics.median(value(r) for r in runs)
+
+
+def report(name: str, sides: dict[str, Side], variant: str, args: argparse.Namespace) -> None:
+    theirs = sides[THEIRS]
+    ours = {k: v for k, v in sides.items() if k != THEIRS}
     print(f"\n## {name}: threads {args.threads}, {args.n_ctx} tokens of context per conversation, CPU {variant}")
-    print(f"max_tokens {args.max_tokens}, greedy; ratios are ours / llama-server\n")
+    print(
+        f"max_tokens {args.max_tokens}, greedy; medians of {args.rounds} rounds, every side up at once and each "
+        "level's runs back to back; ratios are ours / llama-server of those medians\n"
+    )
     print(
         "| transport | N | ours tok/s | TTFT p50 / p95 | llama-server tok/s | TTFT p50 / p95 "
-        "| tok/s ratio | TTFT p50 ratio |"
+        "| tok/s ratio | TTFT p50 ratio | tok/s ratio per round |"
     )
-    print("|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|")
+
+    def tps(r: Run) -> float:
+        return r.tokens_per_s
+
+    def p50(r: Run) -> float:
+        return r.p50
+
+    def p95(r: Run) -> float:
+        return r.ttft_at(0.95)
+
     for transport, side in ours.items():
         for n, a in side.levels.items():
             b = theirs.levels[n]
+            rounds = " ".join(f"{x.tokens_per_s / y.tokens_per_s:.2f}" for x, y in zip(a, b, strict=True))
             print(
-                f"| {transport} | {n} | {a.tokens_per_s:.1f} | {a.p50:.2f} / {a.ttft_at(0.95):.2f} s | "
-                f"{b.tokens_per_s:.1f} | {b.p50:.2f} / {b.ttft_at(0.95):.2f} s | "
-                f"{a.tokens_per_s / b.tokens_per_s:.2f}x | {a.p50 / b.p50:.2f}x |"
+                f"| {transport} | {n} | {_median(a, tps):.1f} | {_median(a, p50):.2f} / {_median(a, p95):.2f} s | "
+                f"{_median(b, tps):.1f} | {_median(b, p50):.2f} / {_median(b, p95):.2f} s | "
+                f"{_median(a, tps) / _median(b, tps):.2f}x | {_median(a, p50) / _median(b, p50):.2f}x | {rounds} |"
             )
-    print("\nCPU milliseconds per generated token (all levels of a transport together)\n")
+    print("\nCPU milliseconds per generated token (all levels and rounds of a transport together)\n")
     keys = ["gateway", "redis", "worker (not engine)", "engine, not decode", "total"]
     print("| side | " + " | ".join(keys) + " |")
     print("|---|" + "---|" * len(keys))
-    for transport, side in [*ours.items(), ("llama-server", theirs)]:
+    for transport, side in sides.items():
+        runs = [r for level in side.levels.values() for r in level]
         merged = Run(
-            sum(r.seconds for r in side.levels.values()),
-            sum(r.tokens for r in side.levels.values()),
+            sum(r.seconds for r in runs),
+            sum(r.tokens for r in runs),
             [],
-            {k: sum(r.cpu.get(k, 0.0) for r in side.levels.values()) for k in keys},
+            {k: sum(r.cpu.get(k, 0.0) for r in runs) for k in keys},
         )
-        ours_side = transport != "llama-server"
+        ours_side = transport != THEIRS
         cells = [f"{_per_token(merged, k):.1f}" if (k == "total" or ours_side) else "-" for k in keys]
         print(f"| {transport} | " + " | ".join(cells) + " |")
     if args.levels_only:
@@ -390,17 +465,17 @@ def report(name: str, ours: dict[str, Side], theirs: Side, variant: str, args: a
     print(f"\nPersona load: {args.persona_sessions} conversations at once sharing a ~500-token system prompt\n")
     print("| round | ours TTFT p50 / p95 | tok/s | llama-server TTFT p50 / p95 | tok/s | TTFT p50 ratio |")
     print("|---|---|---|---|---|---|")
-    mine = ours["ours, websocket"]
-    for label, a, b in [
+    mine = sides["ours, websocket"]
+    for label, x, y in [
         ("unseen persona", mine.persona_cold, theirs.persona_cold),
         ("again, new questions", mine.persona_warm, theirs.persona_warm),
     ]:
-        assert a is not None and b is not None
+        assert x is not None and y is not None
         print(
-            f"| {label} | {a.p50:.2f} / {a.ttft_at(0.95):.2f} s | {a.tokens_per_s:.1f} | "
-            f"{b.p50:.2f} / {b.ttft_at(0.95):.2f} s | {b.tokens_per_s:.1f} | {a.p50 / b.p50:.2f}x |"
+            f"| {label} | {x.p50:.2f} / {x.ttft_at(0.95):.2f} s | {x.tokens_per_s:.1f} | "
+            f"{y.p50:.2f} / {y.ttft_at(0.95):.2f} s | {y.tokens_per_s:.1f} | {x.p50 / y.p50:.2f}x |"
         )
-    back, theirs_back = ours.get("ours, HTTP", Side()).returning, theirs.returning
+    back, theirs_back = sides.get("ours, HTTP", Side()).returning, theirs.returning
     if back is not None and theirs_back is not None:
         n = max(args.levels)
         print(f"\nReturning conversations: {2 * n} open on {n} slots, then the first {n} ask again (over HTTP)\n")
@@ -424,6 +499,8 @@ def main() -> None:
     parser.add_argument("--skip-http", action="store_true", help="ours over the websocket only")
     parser.add_argument("--levels-only", action="store_true", help="skip the persona and returning loads")
     parser.add_argument("--no-ceiling", action="store_true", help="skip llama-batched-bench")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of the levels load; medians are printed")
+    parser.add_argument("--server-args", default="", help="more llama-server options, e.g. '--no-cache-idle-slots'")
     args = parser.parse_args()
     os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
 
@@ -432,9 +509,12 @@ def main() -> None:
         model = resolve_model(spec, Settings().models_dir).path
         variant = llama_server.decoder_cpu_variant(model)
         llama_server.link_cpu_backend(bin_dir, variant)
-        ours = run_ours(spec, args)
-        theirs = run_theirs(model, bin_dir, args)
-        report(model.name, ours, theirs, f"{variant} on both sides (the only libggml-cpu beside llama-server)", args)
+        sides = run_levels(spec, model, bin_dir, args)
+        if not args.levels_only:
+            for name, side in run_loads(spec, model, bin_dir, args).items():
+                side.levels = sides[name].levels
+                sides[name] = side
+        report(model.name, sides, f"{variant} on both sides (the only libggml-cpu beside llama-server)", args)
         if not args.no_ceiling:
             print("\nllama-batched-bench on the same build (the engine alone, no server):\n")
             print(
