@@ -1,7 +1,7 @@
 """Start one worker process of a given kind: thread limits, Celery app, tasks, presence.
 
 Model workers use Celery's `threads` pool: the model lives once in the process (never forked after
-it is loaded, which CUDA forbids) and each pool thread relays one task. The model is loaded by a
+it is loaded, which CUDA forbids) and each pool thread runs one task. The model is loaded by a
 warm-up thread once the worker is ready, or by the first task, whichever comes first.
 """
 
