@@ -59,15 +59,8 @@ end
 return 0
 """
 
-# KEYS: lease, events. ARGV: owner, ttl_s, entry_json...
-_APPEND = f"""
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-for i = 3, #ARGV do redis.call('XADD', KEYS[2], '*', '{streams.FIELD}', ARGV[i]) end
-redis.call('EXPIRE', KEYS[2], ARGV[2])
-return 1
-"""
-
-# Many responses at once (a decoder's relay, once per engine call). KEYS: lease, events, cancel of
+# Append to responses' streams: one (`append`) or many at once (a decoder's relay, once per engine
+# call). KEYS: lease, events, cancel of
 # each response. ARGV: lease_ms, ttl_s, then per response: owner, n, n entry_json. Per response:
 # 0 when the lease is not the owner's; else its entries are added, its lease extended, and the
 # reply is its cancel reason, or 1.
@@ -160,7 +153,6 @@ class ResponseStore(_Store):
         self._lease_ms = lease_ms
         self._claim = client.register_script(_CLAIM)
         self._renew = client.register_script(_RENEW)
-        self._append = client.register_script(_APPEND)
         self._relay = client.register_script(_RELAY)
         self._finish = client.register_script(_FINISH)
 
@@ -181,11 +173,8 @@ class ResponseStore(_Store):
         return bool(self._renew(keys=[self._keys.response_lease(response_id)], args=[owner, self._lease_ms]))
 
     def append(self, response_id: str, owner: str, deltas: Sequence[StreamEvent]) -> bool:
-        """Add deltas to the stream, only while this worker still holds the lease."""
-        k = self._keys
-        entries = [encode_event(d) for d in deltas]
-        keys = [k.response_lease(response_id), k.response_events(response_id)]
-        return bool(self._append(keys=keys, args=[owner, self._ttl_s, *entries]))
+        """Add deltas to the stream (and extend the lease), only while this worker still holds the lease."""
+        return self.relay([Update(response_id, owner, deltas)])[0].held
 
     def relay(self, updates: Sequence[Update]) -> list[Relayed]:
         """Append each response's events and extend its lease, only where the owner still holds it,

@@ -39,7 +39,7 @@ class _Following(threading.Thread):
 def test_tokens_of_many_jobs_reach_their_streams_and_each_task_gets_its_final(fresh_redis_url):
     client = redis.Redis.from_url(fresh_redis_url)
     store = ResponseStore(client, KEYS, lease_ms=2000, ttl_s=60)
-    relay = Relay(store, threading.Event())
+    relay = Relay(store, threading.Event(), lease_s=2.0)
     jobs = {rid: _job() for rid in ("a", "b")}
     threads = []
     for rid, job in jobs.items():
@@ -66,7 +66,7 @@ def test_tokens_of_many_jobs_reach_their_streams_and_each_task_gets_its_final(fr
 def test_a_cancel_flag_reaches_the_job_and_a_lost_lease_lets_it_go(fresh_redis_url):
     client = redis.Redis.from_url(fresh_redis_url)
     store = ResponseStore(client, KEYS, lease_ms=2000, ttl_s=60)
-    relay = Relay(store, threading.Event(), tick_s=0.05)
+    relay = Relay(store, threading.Event(), lease_s=2.0, tick_s=0.05)
     cancelled, lost = _job(), _job()
     _claimed(client, store, "c")
     _claimed(client, store, "l")

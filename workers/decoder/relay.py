@@ -47,10 +47,14 @@ class _Followed:
 
 
 class Relay:
-    def __init__(self, store: ResponseStore, stopping: threading.Event, tick_s: float = TICK_S) -> None:
+    def __init__(
+        self, store: ResponseStore, stopping: threading.Event, *, lease_s: float, tick_s: float = TICK_S
+    ) -> None:
         self._store = store
         self._stopping = stopping  # the worker's: running responses are released for another worker
+        self._lease_s = lease_s
         self._tick_s = tick_s
+        self._unreachable_since: float | None = None
         self._followed: dict[str, _Followed] = {}
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -85,8 +89,13 @@ class Relay:
                 continue
             try:
                 self._flush(followed)
-            except redis.RedisError as exc:  # events stay unsent; the lease runs out if this lasts
+                self._unreachable_since = None
+            except redis.RedisError as exc:  # events stay unsent and are sent once Redis is back
                 log.warning("could not reach Redis to relay %d responses: %s", len(followed), exc)
+                self._unreachable_since = self._unreachable_since or time.monotonic()
+                if time.monotonic() - self._unreachable_since > self._lease_s:
+                    for f in followed:  # their leases have run out: the gateway gives them to another worker
+                        self._let_go(f)
                 time.sleep(self._tick_s)
             except Exception:
                 log.exception("relay failed")

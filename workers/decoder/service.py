@@ -67,7 +67,7 @@ class DecoderService(ModelService[_Loaded]):
             client, self._keys, lease_ms=int(settings.lease_ttl_s * 1000), ttl_s=settings.session_ttl_s
         )
         self._stopping = threading.Event()
-        self._relay = Relay(self._store, self._stopping)
+        self._relay = Relay(self._store, self._stopping, lease_s=settings.lease_ttl_s)
 
     # --- lifecycle ------------------------------------------------------------------------------
 
