@@ -122,6 +122,12 @@ class Settings(BaseSettings):
         ge=8,
         description="Tokens llama.cpp computes at once within a step (its physical batch; sizes its buffers).",
     )
+    decoder_kv_unified: bool = Field(
+        True,
+        description="One KV cache shared by every sequence (llama.cpp's kv_unified, llama-server's -kvu): a "
+        "step's prompts are computed together however long each is, and a prefix copy is bookkeeping. Off: "
+        "a cache stream per sequence, computed in micro-batches of equal runs (slower to read uneven prompts).",
+    )
     decoder_gather_ms: float = Field(
         4.0,
         ge=0,

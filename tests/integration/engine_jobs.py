@@ -8,11 +8,13 @@ from workers.decoder.engine import Done, Job, Token
 from workers.decoder.llama import ContextConfig, LlamaModel
 
 
-def open_model(*, n_ctx_per_seq: int, n_seq: int, n_batch: int) -> LlamaModel:
+def open_model(*, n_ctx_per_seq: int, n_seq: int, n_batch: int, kv_unified: bool = True) -> LlamaModel:
     """The configured decoder model (the small one in tests), on two threads, on the CPU."""
     s = Settings()
     path = resolve_model(s.decoder_model, s.models_dir).path
-    config = ContextConfig(n_ctx_per_seq=n_ctx_per_seq, n_seq=n_seq, n_batch=n_batch, n_threads=2, n_gpu_layers=0)
+    config = ContextConfig(
+        n_ctx_per_seq=n_ctx_per_seq, n_seq=n_seq, n_batch=n_batch, n_threads=2, n_gpu_layers=0, kv_unified=kv_unified
+    )
     return LlamaModel(path, config)
 
 

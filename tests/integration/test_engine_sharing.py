@@ -30,11 +30,12 @@ def _user(system: str, text: str) -> str:
     return system + f"<|im_start|>user\n{text}<|im_end|>\n<|im_start|>assistant\n"
 
 
-@pytest.fixture(scope="module")
-def model() -> Iterator[LlamaModel]:
+@pytest.fixture(scope="module", params=[True, False], ids=["unified-cache", "stream-per-sequence"])
+def model(request: pytest.FixtureRequest) -> Iterator[LlamaModel]:
     # Small prompt chunks: the persona takes several steps to read, so a second prompt arrives
-    # while the first is still reading it.
-    m = open_model(n_ctx_per_seq=1024, n_seq=3, n_batch=64)
+    # while the first is still reading it. A copy is bookkeeping in a unified cache and a memory
+    # copy between streams otherwise: both must give the reply the prompt gets alone.
+    m = open_model(n_ctx_per_seq=1024, n_seq=3, n_batch=64, kv_unified=request.param)
     yield m
     m.close()
 

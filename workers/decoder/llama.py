@@ -57,6 +57,7 @@ class ContextConfig:
     n_gpu_layers: int
     cpu_variant: str = "auto"  # which libggml-cpu-*.so to load: "auto" or a variant's name
     n_ubatch: int = 0  # tokens computed at once within a call (0: n_batch, at most 512)
+    kv_unified: bool = True  # one cache shared by all sequences, instead of a stream per sequence
 
 
 class LlamaModel:
@@ -77,14 +78,16 @@ class LlamaModel:
         cparams.n_seq_max = config.n_seq
         cparams.n_threads = config.n_threads
         cparams.n_threads_batch = config.n_threads
-        cparams.kv_unified = False  # each sequence owns its slice of the cache
+        cparams.kv_unified = config.kv_unified
         cparams.no_perf = True
         self._ctx = C.llama_init_from_model(self._model, cparams)
         if not self._ctx:
             C.llama_model_free(self._model)
             raise RuntimeError("llama.cpp could not create a context")
         self._mem = C.llama_get_memory(self._ctx)
-        self.n_ctx_per_seq = C.llama_n_ctx_seq(self._ctx)
+        # A unified cache lets any sequence grow to the whole context; ours are held to their share,
+        # so the sequences' caches together never outgrow it.
+        self.n_ctx_per_seq = min(config.n_ctx_per_seq, C.llama_n_ctx_seq(self._ctx))
         self.n_batch = config.n_batch
         self.n_seq = config.n_seq
         self.n_embd = C.llama_model_n_embd(self._model)
@@ -141,9 +144,9 @@ class LlamaModel:
     def share(self, src: int, dst: int, n_tokens: int) -> None:
         """Give `dst` the first `n_tokens` cached by `src` (whatever `dst` held is dropped).
 
-        Each sequence has its own stream of the cache, so llama.cpp copies the stream's buffers
-        (a memory copy, on the next decode call, far cheaper than evaluating the tokens again);
-        the copy is then cut to the prefix.
+        In a unified cache the prefix's cells are marked as `dst`'s too (no data moves); with a stream
+        per sequence llama.cpp copies the stream's buffers on the next decode call (a memory copy,
+        far cheaper than evaluating the tokens again). The copy is then cut to the prefix.
         """
         C.llama_memory_seq_cp(self._mem, src, dst, -1, -1)
         C.llama_memory_seq_rm(self._mem, dst, n_tokens, -1)

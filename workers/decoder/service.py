@@ -108,6 +108,7 @@ class DecoderService(ModelService[_Loaded]):
             n_seq=s.decoder_concurrency,
             n_batch=s.decoder_n_batch,
             n_ubatch=s.decoder_n_ubatch,
+            kv_unified=s.decoder_kv_unified,
             n_threads=s.decoder_threads,
             n_gpu_layers=s.decoder_n_gpu_layers,
             cpu_variant=str(proven["cpu_variant"]),
