@@ -6,7 +6,8 @@ capital ... of France?"). The pause is put into the recording of the whole sente
 point near the word boundary, so the words before it keep the sound of a sentence that goes on.
 Each recording, with silence after it, goes through the audio worker's own turn logic
 (`workers.audio.stream.StreamProcessor`) with the real Silero VAD and the real Smart Turn model, in
-100 ms chunks as a client streams it; transcription is left out (it does not decide turns). Reported per setting:
+100 ms chunks as a client streams it. Transcription (the real Whisper) runs only where the words
+decide: semantic VAD with the sentence-end model's second opinion. Reported per setting:
 - cut: the share of paused sentences whose turn ended in the pause (the speaker was cut off);
 - delay: from the end of the speech to the commit, p50 and p95, counting the audio the decision waited
   for and the time the end-of-turn model took.
@@ -37,10 +38,11 @@ from shared.messages.session import TurnDetection
 from shared.models import resolve_model, voice_files
 from shared.pcm import StreamResampler
 from training.speech import speak
-from workers.audio.stream import StreamProcessor, StreamState, TurnConfig
+from workers.audio.sentence_end import SentenceEndModel
+from workers.audio.stream import StreamProcessor, StreamState, Transcriber, TurnConfig
 from workers.audio.turn import EndOfTurnModel
 from workers.audio.vad import SileroVad
-from workers.audio.whisper import SAMPLE_RATE, WindowResult
+from workers.audio.whisper import SAMPLE_RATE, WhisperASR, WindowResult
 from workers.speech.voice import Voice
 
 # (first part, second part): a pause goes between them in the paused variant.
@@ -62,6 +64,32 @@ CHUNK = SAMPLE_RATE // 10
 class NoTranscript:
     def transcribe(self, audio: np.ndarray, prompt: str = "") -> WindowResult:
         return WindowResult([], 0.0)
+
+
+class SameWindows:
+    """Whisper, remembering its windows: each eagerness sees the same windows of the same clips."""
+
+    def __init__(self, asr: WhisperASR) -> None:
+        self._asr = asr
+        self._seen: dict[tuple[int, bytes, str], WindowResult] = {}
+
+    def transcribe(self, audio: np.ndarray, prompt: str = "") -> WindowResult:
+        key = (len(audio), audio[-SAMPLE_RATE:].tobytes(), prompt)
+        if key not in self._seen:
+            self._seen[key] = self._asr.transcribe(audio, prompt)
+        return self._seen[key]
+
+
+class TimedSentences:
+    def __init__(self, model: SentenceEndModel) -> None:
+        self.model = model
+        self.seconds: list[float] = []
+
+    def score(self, text: str) -> float:
+        started = time.perf_counter()
+        s = self.model.score(text)
+        self.seconds.append(time.perf_counter() - started)
+        return s
 
 
 class TimedTurns:
@@ -153,20 +181,31 @@ def main() -> None:
     model = EndOfTurnModel(
         resolve_model(settings.turn_model, settings.models_dir, wheels_dir=settings.wheels_dir).path, threads=1
     )
+    sentences = SentenceEndModel(
+        resolve_model(settings.turn_text_model, settings.models_dir, wheels_dir=settings.wheels_dir).path, threads=1
+    )
+    asr = SameWindows(
+        WhisperASR(resolve_model(settings.asr_model, settings.models_dir).path, threads=1, compute_type="int8")
+    )
     spoken = clips(args.quick)
     paused = sum(c.pause is not None for c in spoken)
     print(f"{len(spoken)} clips ({paused} with a pause)\n")
-    settings_list: list[tuple[str, TurnDetection]] = [
-        ("server_vad (500 ms)", ServerVad()),
-        ("server_vad (1200 ms)", ServerVad(silence_duration_ms=1200)),
-        *((f"semantic_vad {e}", SemanticVad(type="semantic_vad", eagerness=e)) for e in ("high", "medium", "low")),
+    eagerness = ("high", "medium", "low")
+    settings_list: list[tuple[str, TurnDetection, bool]] = [
+        ("server_vad (500 ms)", ServerVad(), False),
+        ("server_vad (1200 ms)", ServerVad(silence_duration_ms=1200), False),
+        *((f"semantic_vad {e}, sound only", SemanticVad(type="semantic_vad", eagerness=e), False) for e in eagerness),
+        *((f"semantic_vad {e}, and words", SemanticVad(type="semantic_vad", eagerness=e), True) for e in eagerness),
     ]
-    print("| turn detection | paused sentences cut | commit delay p50 | p95 | end-of-turn model per ask |")
+    print("| turn detection | paused sentences cut | commit delay p50 | p95 | models per ask (sound + words) |")
     print("|---|---|---|---|---|")
-    for name, vad in settings_list:
-        turns = TimedTurns(model)
-        processor = StreamProcessor(NoTranscript(), SileroVad(), turns)
-        config = TurnConfig(vad=vad, turn_threshold=settings.turn_threshold)
+    for name, vad, words in settings_list:
+        turns, judge = TimedTurns(model), TimedSentences(sentences)
+        transcriber: Transcriber = asr if words else NoTranscript()
+        processor = StreamProcessor(transcriber, SileroVad(), turns, judge if words else None)
+        config = TurnConfig(
+            vad=vad, turn_threshold=settings.turn_threshold, text_threshold=settings.turn_text_threshold
+        )
         cut, delays = 0, []
         for clip in spoken:
             commits = run_clip(processor, clip, config)
@@ -176,11 +215,12 @@ def main() -> None:
             if after:
                 delays.append((after[0] - clip.speech_end) / SAMPLE_RATE)
         ask = statistics.median(turns.seconds) * 1000 if turns.seconds else 0.0
-        extra = ask / 1000 if turns.seconds else 0.0  # the decision waits for the model once
+        scored = statistics.median(judge.seconds) * 1000 if judge.seconds else 0.0
+        extra = (ask + scored) / 1000  # the decision waits for the models once
         p50 = statistics.median(delays) + extra
         p95 = sorted(delays)[max(0, round(0.95 * len(delays)) - 1)] + extra
         share = f"{cut}/{paused} ({cut / paused:.0%})"
-        print(f"| {name} | {share} | {p50 * 1000:.0f} ms | {p95 * 1000:.0f} ms | {ask:.0f} ms |")
+        print(f"| {name} | {share} | {p50 * 1000:.0f} ms | {p95 * 1000:.0f} ms | {ask:.0f} + {scored:.0f} ms |")
     if not args.skip_barge_in:
         barge_in(args.quick)
 

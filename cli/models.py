@@ -24,6 +24,8 @@ def list_models(settings: Settings, *, as_json: bool) -> int:
         "voice": (settings.tts_voice, settings.tts_voice_sha256),
         "turns": (settings.turn_model, settings.turn_model_sha256),
     }
+    if settings.turn_text_model:
+        configured["turn words"] = (settings.turn_text_model, settings.turn_text_model_sha256)
     rows = []
     failed = False
     for role, (spec, sha) in configured.items():
@@ -55,5 +57,5 @@ def list_models(settings: Settings, *, as_json: bool) -> int:
     else:
         for r in rows:
             detail = f"{r['path']}\n    sha256 {r['sha256']} ({r['source']})" if "path" in r else f"ERROR {r['error']}"
-            print(f"{r['role']:<8} {r['spec']}\n    {detail}")
+            print(f"{r['role']:<10} {r['spec']}\n    {detail}")
     return 1 if failed else 0

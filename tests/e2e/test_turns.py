@@ -8,8 +8,8 @@ from tests.helpers import Realtime, Stack, realtime, stream_audio, user_message
 from tests.speech import silence, speak
 
 
-async def _turns(rt: Realtime, turn_detection: dict, pcm: bytes) -> list[str]:
-    """The transcripts of the turns the service cut `pcm` into."""
+async def _turns(rt: Realtime, turn_detection: dict, pcm: bytes, last: str = "capital") -> list[str]:
+    """The transcripts of the turns the service cut `pcm` into, up to the one with the word `last`."""
     await rt.send({"type": "session.update", "session": {"audio": {"input": {"turn_detection": turn_detection}}}})
     await rt.until("session.updated")
     await stream_audio(rt, pcm, pace=0)
@@ -18,7 +18,7 @@ async def _turns(rt: Realtime, turn_detection: dict, pcm: bytes) -> list[str]:
         event = await rt.next(timeout=30)
         if event["type"] == "conversation.item.input_audio_transcription.completed":
             transcripts.append(event["transcript"].lower())
-            if "capital" in transcripts[-1]:
+            if last in transcripts[-1]:
                 return transcripts
 
 
@@ -40,6 +40,16 @@ async def test_semantic_vad_waits_for_a_speaker_who_pauses_midway(stack: Stack):
             "create_response": False,
             "interrupt_response": True,
         }
+
+
+async def test_semantic_vad_waits_where_the_words_are_not_yet_a_sentence(stack: Stack):
+    # Smart Turn hears espeak's "What is the capital" as a finished turn (p > 0.5 after 200 ms of
+    # silence); the sentence-end model reads the words as unfinished, so the turn waits for the rest.
+    pcm = silence(0.3) + speak("What is the capital") + silence(1.0) + speak("of France?") + silence(2.5)
+    async with realtime(stack.ws) as rt:
+        turn = {"type": "semantic_vad", "eagerness": "high", "create_response": False}
+        semantic = await _turns(rt, turn, pcm, last="france")
+        assert len(semantic) == 1 and "capital" in semantic[0] and "france" in semantic[0], semantic
 
 
 async def _session(rt: Realtime) -> dict:

@@ -44,8 +44,25 @@ class ScriptedTurns:
         return 1.0 if (np.abs(audio) > 0.1).sum() >= self.loud_s * SAMPLE_RATE else 0.0
 
 
-def _run(chunks: list[bytes | str], vad: ServerVad | SemanticVad | None, turns: ScriptedTurns | None = None):
-    processor = StreamProcessor(CountingAsr(), LoudnessVad(), turns)
+class ScriptedSentences:
+    """Sentence-end scores: whole (0.0) once the words so far number `words`, else -9; records the words."""
+
+    def __init__(self, words: int) -> None:
+        self.words = words
+        self.asked: list[str] = []
+
+    def score(self, text: str) -> float:
+        self.asked.append(text)
+        return 0.0 if len(text.split()) >= self.words else -9.0
+
+
+def _run(
+    chunks: list[bytes | str],
+    vad: ServerVad | SemanticVad | None,
+    turns: ScriptedTurns | None = None,
+    sentences: ScriptedSentences | None = None,
+):
+    processor = StreamProcessor(CountingAsr(), LoudnessVad(), turns, sentences)
     state, audio, events, ended = StreamState(), np.zeros(0, np.float32), [], []
     for n, chunk in enumerate(chunks):
         if chunk == "commit":
@@ -124,3 +141,22 @@ def test_semantic_vad_ends_at_the_eagerness_wait_when_the_model_never_says_done(
     assert len(high) == 1  # 2 s of silence ended it
     _, _, medium = _run(_split(speech), SemanticVad(type="semantic_vad", eagerness="medium"), ScriptedTurns(99))
     assert medium == []  # 4 s: still waiting
+
+
+def test_semantic_vad_waits_where_the_sound_says_done_but_the_words_are_not_a_whole_sentence():
+    speech = _pcm(0.5, False) + _pcm(1.0, True) + _pcm(0.8, False) + _pcm(1.0, True) + _pcm(1.5, False)
+    turns = ScriptedTurns(loud_s=0.5)  # the sound says "done" at every pause
+    _, _, cut = _run(_split(speech), SemanticVad(type="semantic_vad", eagerness="low"), turns)
+    assert len(cut) == 2
+    sentences = ScriptedSentences(words=8)  # the words read as whole once both halves are said
+    _, _, ended = _run(_split(speech), SemanticVad(type="semantic_vad", eagerness="low"), ScriptedTurns(0.5), sentences)
+    assert len(ended) == 1 and ended[0].transcript.split() == [f"w{i}" for i in range(8)]
+    # Asked at the pause with the first half's words (the live transcript so far), then at the end.
+    assert [len(words.split()) for words in sentences.asked] == [4, 8]
+
+
+def test_semantic_vad_leaves_a_single_word_to_the_sound():
+    speech = _pcm(0.3, False) + _pcm(0.4, True) + _pcm(1.0, False)  # one word ("Hello.")
+    sentences = ScriptedSentences(words=99)
+    _, _, ended = _run(_split(speech), SemanticVad(type="semantic_vad", eagerness="low"), ScriptedTurns(0.1), sentences)
+    assert len(ended) == 1 and sentences.asked == []

@@ -43,6 +43,7 @@ from shared.redis_text import text as _text
 from shared.response_state import ResponseStore
 from shared.sessions import SessionWriter
 from workers.audio.files import BadAudio, decode_file
+from workers.audio.sentence_end import SentenceEndModel
 from workers.audio.stream import Ended, StreamProcessor, StreamState, TurnConfig
 from workers.audio.turn import EndOfTurnModel
 from workers.audio.vad import SileroVad
@@ -115,7 +116,18 @@ class AudioService(ModelService[_Models]):
         )
         turns = EndOfTurnModel(turn_file.path, threads=s.audio_threads)
         log.info("end-of-turn model %s, sha256 %s", turn_file.path.name, turn_file.sha256[:12])
-        return _Models(asr, StreamProcessor(asr, SileroVad(), turns), resolved)
+        sentences = None
+        if s.turn_text_model:
+            text_file = resolve_model(
+                s.turn_text_model,
+                s.models_dir,
+                allow_downloads=s.allow_downloads,
+                expected_sha256=s.turn_text_model_sha256,
+                wheels_dir=s.wheels_dir,
+            )
+            sentences = SentenceEndModel(text_file.path, threads=s.audio_threads)
+            log.info("sentence-end model %s, sha256 %s", text_file.path.name, text_file.sha256[:12])
+        return _Models(asr, StreamProcessor(asr, SileroVad(), turns, sentences), resolved)
 
     # --- audio.stream ---------------------------------------------------------------------------
 
@@ -178,6 +190,7 @@ class AudioService(ModelService[_Models]):
             vad=session.audio.input.turn_detection,
             prompt=(transcription.prompt or "") if transcription else "",
             turn_threshold=self._settings.turn_threshold,
+            text_threshold=self._settings.turn_text_threshold,
         )
         result = models.processor.run(state, audio, entries, config)
 

@@ -6,8 +6,10 @@ for the client and the utterances that ended. On the way:
 - Silero VAD marks speech; with server VAD, silence of `silence_duration_ms` ends the turn and the
   utterance (with `prefix_padding_ms` before the speech) becomes a conversation item. With semantic
   VAD the end-of-turn model is asked once a pause is 200 ms long (once a pause, as pipecat does: asked
-  again as the silence grew, it said "done" for most sentences paused midway in bench/turns.py): the
-  turn ends when it says the speaker is done, or at the eagerness's longest wait.
+  again as the silence grew, it said "done" for most sentences paused midway in bench/turns.py). Where
+  it says done, the words so far get a second opinion (`SentenceEnd`): a sentence that does not read
+  as whole ("What is the capital") waits. The turn ends when both say done, or at the eagerness's
+  longest wait.
 - While an utterance is spoken, Whisper transcribes its current window again and LocalAgreement
   decides which words are safe to send as deltas.
 - Long utterances are transcribed in windows: once the window passes `max_window_s`, it restarts
@@ -63,6 +65,10 @@ class SpeechDetector(Protocol):
 
 class EndOfTurn(Protocol):
     def complete(self, audio: Floats) -> float: ...
+
+
+class SentenceEnd(Protocol):
+    def score(self, text: str) -> float: ...
 
 
 @dataclass
@@ -162,13 +168,21 @@ class TurnConfig:
     vad: TurnDetection | None
     prompt: str = ""
     turn_threshold: float = 0.5  # semantic VAD: the end-of-turn probability that ends a turn
+    text_threshold: float = -3.0  # semantic VAD: the sentence-end score (log10) the words need as well
 
 
 class StreamProcessor:
-    def __init__(self, asr: Transcriber, vad: SpeechDetector, turns: EndOfTurn | None = None) -> None:
+    def __init__(
+        self,
+        asr: Transcriber,
+        vad: SpeechDetector,
+        turns: EndOfTurn | None = None,
+        sentences: SentenceEnd | None = None,
+    ) -> None:
         self._asr = asr
         self._vad = vad
         self._turns = turns
+        self._sentences = sentences
 
     def run(
         self, state: StreamState, audio: Floats, entries: list[tuple[str, AudioLogEntry, bytes]], config: TurnConfig
@@ -231,15 +245,21 @@ class StreamProcessor:
             self._end(out, end, item, by_vad=True, item_added=False, prompt=config.prompt)
 
     def _turn_over(self, out: PassResult, silence: int, now: int, config: TurnConfig) -> bool:
-        """Semantic VAD, in a pause: whether the end-of-turn model says the speaker is done (asked once
-        a pause, on the utterance so far)."""
+        """Semantic VAD, in a pause: whether the end-of-turn model says the speaker is done, and the
+        words so far read as a whole message; asked once a pause. One word is left to the sound:
+        as text, "Hello." or "Thanks." scores as low as half a sentence."""
         st = out.state
         if not isinstance(config.vad, SemanticVad) or self._turns is None or st.utt.item_id is None:
             return False
         if st.turn_asks or silence < TURN_ASK_MS * SAMPLE_RATE // 1000:
             return False
         st.turn_asks += 1
-        return self._turns.complete(out.audio[: now - st.utt.start]) >= config.turn_threshold
+        if self._turns.complete(out.audio[: now - st.utt.start]) < config.turn_threshold:
+            return False
+        words = st.utt.hyp.text() + "".join(st.utt.hyp.pending)
+        if self._sentences is None or len(words.split()) < 2:
+            return True
+        return self._sentences.score(words) >= config.text_threshold
 
     def _speech_started(self, out: PassResult, at: int, config: TurnConfig) -> None:
         st = out.state
