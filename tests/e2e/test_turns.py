@@ -48,8 +48,9 @@ async def test_semantic_vad_waits_where_the_words_are_not_yet_a_sentence(stack: 
     pcm = silence(0.3) + speak("What is the capital") + silence(1.0) + speak("of France?") + silence(2.5)
     async with realtime(stack.ws) as rt:
         turn = {"type": "semantic_vad", "eagerness": "high", "create_response": False}
-        semantic = await _turns(rt, turn, pcm, last="france")
-        assert len(semantic) == 1 and "capital" in semantic[0] and "france" in semantic[0], semantic
+        semantic = await _turns(rt, turn, pcm, last="capital")
+        # One turn, with the rest in it (whisper-tiny.en hears espeak's "of France" variously).
+        assert len(semantic) == 1 and semantic[0].split("capital", 1)[1].strip(" ?.,"), semantic
 
 
 async def _session(rt: Realtime) -> dict:
