@@ -107,27 +107,21 @@ class AudioService(ModelService[_Models]):
         )
         asr = WhisperASR(resolved.path, threads=s.audio_threads, compute_type=s.asr_compute_type)
         log.info("speech model %s, sha256 %s", resolved.path.name, resolved.sha256[:12])
-        turn_file = resolve_model(
-            s.turn_model,
-            s.models_dir,
-            allow_downloads=s.allow_downloads,
-            expected_sha256=s.turn_model_sha256,
-            wheels_dir=s.wheels_dir,
-        )
+        turn_file = self._resolve_turn_model(s.turn_model, s.turn_model_sha256, "end-of-turn")
         turns = EndOfTurnModel(turn_file.path, threads=s.audio_threads)
-        log.info("end-of-turn model %s, sha256 %s", turn_file.path.name, turn_file.sha256[:12])
         sentences = None
         if s.turn_text_model:
-            text_file = resolve_model(
-                s.turn_text_model,
-                s.models_dir,
-                allow_downloads=s.allow_downloads,
-                expected_sha256=s.turn_text_model_sha256,
-                wheels_dir=s.wheels_dir,
-            )
+            text_file = self._resolve_turn_model(s.turn_text_model, s.turn_text_model_sha256, "sentence-end")
             sentences = SentenceEndModel(text_file.path, threads=s.audio_threads)
-            log.info("sentence-end model %s, sha256 %s", text_file.path.name, text_file.sha256[:12])
         return _Models(asr, StreamProcessor(asr, SileroVad(), turns, sentences), resolved)
+
+    def _resolve_turn_model(self, spec: str, sha256: str | None, role: str) -> ResolvedModel:
+        s = self._settings
+        resolved = resolve_model(
+            spec, s.models_dir, allow_downloads=s.allow_downloads, expected_sha256=sha256, wheels_dir=s.wheels_dir
+        )
+        log.info("%s model %s, sha256 %s", role, resolved.path.name, resolved.sha256[:12])
+        return resolved
 
     # --- audio.stream ---------------------------------------------------------------------------
 
