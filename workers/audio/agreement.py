@@ -70,6 +70,10 @@ class HypothesisBuffer:
     def text(self) -> str:
         return "".join(self.committed)
 
+    def so_far(self) -> str:
+        """The committed words and the last hypothesis beyond them: the best guess at what was said."""
+        return "".join(self.committed + self.pending)
+
     def _restated(self, hypothesis: list[str], words_before_window: int) -> int:
         """How many leading hypothesis words restate committed words that lie inside the window."""
         inside = [key(w) for w in self.committed[words_before_window:]]

@@ -23,13 +23,14 @@ from workers.decoder.prompt import ChatTemplate
 _MARK = "\x01mm-words\x01"  # where the words go in the rendered template
 _CLOSERS = (".", "?", "!")
 _MAX_WORDS = 48  # the end of a long utterance is what decides
+_N_CTX = 256  # per sequence: the template's opening, the last words, one closing mark
 _PREFIX, _WORDS = 0, 1  # sequence ids: the template's opening, kept; the words, read again each time
 
 
 class SentenceEndModel:
     def __init__(self, path: Path, *, threads: int) -> None:
         config = ContextConfig(
-            n_ctx_per_seq=256, n_seq=2 + len(_CLOSERS), n_batch=256, n_threads=threads, n_gpu_layers=0
+            n_ctx_per_seq=_N_CTX, n_seq=2 + len(_CLOSERS), n_batch=_N_CTX, n_threads=threads, n_gpu_layers=0
         )
         self._model = LlamaModel(path, config)
         template = ChatTemplate(
@@ -51,7 +52,7 @@ class SentenceEndModel:
         if not words:
             return 0.0
         model, n = self._model, len(self._opening)
-        tokens = model.tokenize(words)[: 256 - n - 2]
+        tokens = model.tokenize(words)[-(_N_CTX - n - 2) :]  # the end of the words is what decides
         model.share(_PREFIX, _WORDS, n)
         model.decode([(t, n + i, _WORDS, i == len(tokens) - 1) for i, t in enumerate(tokens)])
         first = _softmax(model.logits(len(tokens) - 1))

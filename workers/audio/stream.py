@@ -256,7 +256,7 @@ class StreamProcessor:
         st.turn_asks += 1
         if self._turns.complete(out.audio[: now - st.utt.start]) < config.turn_threshold:
             return False
-        words = st.utt.hyp.text() + "".join(st.utt.hyp.pending)
+        words = st.utt.hyp.so_far()
         if self._sentences is None or len(words.split()) < 2:
             return True
         return self._sentences.score(words) >= config.text_threshold
