@@ -102,20 +102,17 @@ class AudioService(ModelService[_Models]):
 
     def _build(self) -> _Models:
         s = self._settings
-        resolved = resolve_model(
-            s.asr_model, s.models_dir, allow_downloads=s.allow_downloads, expected_sha256=s.asr_model_sha256
-        )
+        resolved = self._resolve(s.asr_model, s.asr_model_sha256, "speech")
         asr = WhisperASR(resolved.path, threads=s.audio_threads, compute_type=s.asr_compute_type)
-        log.info("speech model %s, sha256 %s", resolved.path.name, resolved.sha256[:12])
-        turn_file = self._resolve_turn_model(s.turn_model, s.turn_model_sha256, "end-of-turn")
+        turn_file = self._resolve(s.turn_model, s.turn_model_sha256, "end-of-turn")
         turns = EndOfTurnModel(turn_file.path, threads=s.audio_threads)
         sentences = None
         if s.turn_text_model:
-            text_file = self._resolve_turn_model(s.turn_text_model, s.turn_text_model_sha256, "sentence-end")
+            text_file = self._resolve(s.turn_text_model, s.turn_text_model_sha256, "sentence-end")
             sentences = SentenceEndModel(text_file.path, threads=s.audio_threads)
         return _Models(asr, StreamProcessor(asr, SileroVad(), turns, sentences), resolved)
 
-    def _resolve_turn_model(self, spec: str, sha256: str | None, role: str) -> ResolvedModel:
+    def _resolve(self, spec: str, sha256: str | None, role: str) -> ResolvedModel:
         s = self._settings
         resolved = resolve_model(
             spec, s.models_dir, allow_downloads=s.allow_downloads, expected_sha256=sha256, wheels_dir=s.wheels_dir
