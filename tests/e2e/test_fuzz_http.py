@@ -25,7 +25,7 @@ from tests.helpers import Stack, emptied, running_stack
 
 KEY = "sk-fuzz-0123456789abcdef"
 AUTH = {"Authorization": f"Bearer {KEY}"}
-EXAMPLES = 40  # generated cases per route and mode (valid, invalid), besides schemathesis's coverage cases
+EXAMPLES = 20  # generated cases per route and mode (valid, invalid), besides schemathesis's coverage cases
 # The model ids the routes accept.
 MODELS = {"/v1/chat/completions": "fuzz-llm", "/v1/audio/transcriptions": "fuzz-asr", "/v1/audio/speech": "fuzz-tts"}
 # The one 5xx the routes may answer: no worker of the kind needed runs (this gateway has none).
@@ -121,7 +121,7 @@ def test_workflows_answer_as_documented(api: Any) -> None:
 
     Workflow.run(
         settings=settings(
-            max_examples=30,
+            max_examples=15,
             stateful_step_count=6,
             deadline=None,
             derandomize=True,

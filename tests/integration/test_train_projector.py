@@ -6,7 +6,7 @@ from workers.fusion.projector import Projector
 
 
 def test_a_short_training_is_reproducible_and_fits_the_decoder(tmp_path):
-    config = ProjectorTrainConfig(seed=3, train_images=384, eval_images=64, epochs=3, threads=1)
+    config = ProjectorTrainConfig(seed=3, train_images=128, eval_images=32, epochs=2, threads=1)
     first = train_image_projector(config, Settings(), out=tmp_path / "a.safetensors", log=False)
     second = train_image_projector(config, Settings(), out=tmp_path / "b.safetensors", log=False)
     assert first.sha256 == second.sha256
@@ -20,7 +20,7 @@ def test_a_short_speech_projector_training_is_reproducible(tmp_path):
     from training.speech_projector import SpeechTrainConfig, train_speech_projector
     from workers.fusion.speech import SpeechProjector
 
-    config = SpeechTrainConfig(seed=3, train_utterances=48, eval_utterances=8, epochs=2, threads=1)
+    config = SpeechTrainConfig(seed=3, train_utterances=16, eval_utterances=4, epochs=1, threads=1)
     first = train_speech_projector(config, Settings(), out=tmp_path / "a.safetensors", log=False)
     second = train_speech_projector(config, Settings(), out=tmp_path / "b.safetensors", log=False)
     assert first.sha256 == second.sha256
