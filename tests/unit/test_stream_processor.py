@@ -6,6 +6,7 @@ Silero and Whisper: this tests the bookkeeping, not the models (the e2e tests ru
 
 import numpy as np
 
+from shared.config import Settings
 from shared.messages import AudioAppend, AudioClear, AudioCommit, SemanticVad, ServerVad
 from workers.audio.stream import StreamProcessor, StreamState, TurnConfig
 from workers.audio.vad import WINDOW, VadState
@@ -63,6 +64,8 @@ def _run(
     sentences: ScriptedSentences | None = None,
 ):
     processor = StreamProcessor(CountingAsr(), LoudnessVad(), turns, sentences)
+    settings = Settings()
+    config = TurnConfig(vad=vad, turn_threshold=settings.turn_threshold, text_threshold=settings.turn_text_threshold)
     state, audio, events, ended = StreamState(), np.zeros(0, np.float32), [], []
     for n, chunk in enumerate(chunks):
         if chunk == "commit":
@@ -73,7 +76,7 @@ def _run(
             assert isinstance(chunk, bytes)
             entry = AudioAppend(samples=len(chunk) // 2, item_id="item_manual")
         pcm = chunk if isinstance(chunk, bytes) else b""
-        result = processor.run(state, audio, [(f"{n + 1}-0", entry, pcm)], TurnConfig(vad=vad))
+        result = processor.run(state, audio, [(f"{n + 1}-0", entry, pcm)], config)
         state = StreamState.from_state(result.state.to_state())  # as if the next pass ran elsewhere
         audio, events, ended = result.audio, events + result.events, ended + result.ended
     return state, events, ended

@@ -165,10 +165,12 @@ class PassResult:
 
 @dataclass(frozen=True)
 class TurnConfig:
+    """What one pass needs of the session and of the settings (whose defaults are the only ones)."""
+
     vad: TurnDetection | None
+    turn_threshold: float  # semantic VAD: the end-of-turn probability that ends a turn
+    text_threshold: float  # semantic VAD: the sentence-end score (log10) the words need as well
     prompt: str = ""
-    turn_threshold: float = 0.5  # semantic VAD: the end-of-turn probability that ends a turn
-    text_threshold: float = -3.0  # semantic VAD: the sentence-end score (log10) the words need as well
 
 
 class StreamProcessor:
