@@ -8,9 +8,10 @@ gateway and one decoder worker serving `max(levels)` sequences (`bench/stack.py`
 with its defaults otherwise (2048/512 batches, an 8 GiB prompt cache).
 
 For each level N, N streaming conversations start at once, each with a user prompt of its own
-(only the system line repeats); greedy, `--max-tokens` each. The levels run `--rounds` times with
-every side up at once, each level's runs back to back and the sides' order turning each round, so
-that a host whose speed drifts (these are shared machines) moves all sides alike; medians are
+(only the system line repeats); greedy, `--max-tokens` each. The levels run `--rounds` times; each
+round starts every side afresh, all up at once, and runs each level's sides back to back; the order
+of both turns each round (the side started first ran slower), so that a host whose speed drifts
+(these are shared machines) moves all sides alike; medians are
 printed, and each round's tok/s ratio. Ours is measured over the websocket
 (Realtime API) and over HTTP (`/v1/chat/completions`), theirs over HTTP. Printed per level: aggregate
 generated tokens/s, TTFT p50/p95, the ratios, and CPU seconds per generated token in each process
@@ -343,42 +344,55 @@ def _theirs(model: Path, bin_dir: Path, args: argparse.Namespace) -> Iterator[tu
 
 
 def _sides(
-    spec: str, model: Path, bin_dir: Path, args: argparse.Namespace, stack: contextlib.ExitStack
+    spec: str, model: Path, bin_dir: Path, args: argparse.Namespace, stack: contextlib.ExitStack, turn: int = 0
 ) -> dict[str, tuple[Ask, OursCpu | ServerCpu]]:
-    """Every side, each on a fresh server of its own: ours over the websocket and over HTTP, then theirs."""
-    sides: dict[str, tuple[Ask, OursCpu | ServerCpu]] = {}
-    sides["ours, websocket"] = stack.enter_context(_ours(spec, args, "ws"))
+    """Every side, each on a fresh server of its own, started in an order that turns with `turn`.
+
+    The order matters: at N=1 with the 1.5B model, ours over the websocket ran 0.87-0.92x of
+    llama-server when started first and 0.99x when started second, on a 2-core host."""
+    makers: dict[str, Callable[[], contextlib.AbstractContextManager[tuple[Ask, OursCpu | ServerCpu]]]]
+    makers = {"ours, websocket": lambda: _ours(spec, args, "ws")}
     if not args.skip_http:
-        sides["ours, HTTP"] = stack.enter_context(_ours(spec, args, "http"))
-    sides[THEIRS] = stack.enter_context(_theirs(model, bin_dir, args))
-    return sides
+        makers["ours, HTTP"] = lambda: _ours(spec, args, "http")
+    makers[THEIRS] = lambda: _theirs(model, bin_dir, args)
+    names = list(makers)
+    started = {name: stack.enter_context(makers[name]()) for name in _turned(names, turn)}
+    return {name: started[name] for name in names}
+
+
+def _turned(names: list[str], turn: int) -> list[str]:
+    return names[turn % len(names) :] + names[: turn % len(names)]
+
+
+async def _one_round(
+    sides: dict[str, tuple[Ask, OursCpu | ServerCpu]],
+    r: int,
+    prompts: Iterator[str],
+    args: argparse.Namespace,
+    result: dict[str, Side],
+) -> None:
+    for ask, _ in sides.values():
+        await warm_up(ask)
+    for n in args.levels:
+        requests: list[tuple[str, Prompt]] = [(SYSTEM, next(prompts)) for _ in range(n)]
+        for name in _turned(list(sides), r):
+            ask, cpu = sides[name]
+            run = await at_once(ask, cpu, requests, args.max_tokens)
+            result.setdefault(name, Side()).levels.setdefault(n, []).append(run)
+            _progress(f"round {r + 1} N={n} {name}: {run.tokens_per_s:.1f} tok/s, TTFT p50 {run.p50:.2f} s")
 
 
 def run_levels(spec: str, model: Path, bin_dir: Path, args: argparse.Namespace) -> dict[str, Side]:
-    """N conversations at once for each level, `--rounds` times, every side up at once and each
-    level's runs back to back, the sides' order turning each round: a machine whose speed drifts
-    (a shared host) moves every side alike, and the medians over rounds say the rest."""
-    with contextlib.ExitStack() as stack:
-        sides = _sides(spec, model, bin_dir, args, stack)
-        result = {name: Side() for name in sides}
-        order = list(sides)
-
-        async def rounds() -> None:
-            for ask, _ in sides.values():
-                await warm_up(ask)
-            prompts = questions()
-            for r in range(args.rounds):
-                for n in args.levels:
-                    requests: list[tuple[str, Prompt]] = [(SYSTEM, next(prompts)) for _ in range(n)]
-                    turn = order[r % len(order) :] + order[: r % len(order)]
-                    for name in turn:
-                        ask, cpu = sides[name]
-                        run = await at_once(ask, cpu, requests, args.max_tokens)
-                        result[name].levels.setdefault(n, []).append(run)
-                        _progress(f"round {r + 1} N={n} {name}: {run.tokens_per_s:.1f} tok/s, TTFT p50 {run.p50:.2f} s")
-
-        asyncio.run(rounds())
-        return result
+    """N conversations at once for each level, `--rounds` times. Each round starts every side afresh,
+    all up at once, and runs each level's sides back to back; both orders turn each round: a machine
+    whose speed drifts (a shared host) moves every side alike, and the medians over rounds say the rest."""
+    result: dict[str, Side] = {}
+    prompts = questions()
+    for r in range(args.rounds):
+        with contextlib.ExitStack() as stack:
+            sides = _sides(spec, model, bin_dir, args, stack, turn=r)
+            asyncio.run(_one_round(sides, r, prompts, args, result))
+    return result
 
 
 def run_loads(spec: str, model: Path, bin_dir: Path, args: argparse.Namespace) -> dict[str, Side]:
@@ -418,8 +432,8 @@ def report(name: str, sides: dict[str, Side], variant: str, args: argparse.Names
     ours = {k: v for k, v in sides.items() if k != THEIRS}
     print(f"\n## {name}: threads {args.threads}, {args.n_ctx} tokens of context per conversation, CPU {variant}")
     print(
-        f"max_tokens {args.max_tokens}, greedy; medians of {args.rounds} rounds, every side up at once and each "
-        "level's runs back to back; ratios are ours / llama-server of those medians\n"
+        f"max_tokens {args.max_tokens}, greedy; medians of {args.rounds} rounds, every side started afresh and up at "
+        "once each round, each level's runs back to back; ratios are ours / llama-server of those medians\n"
     )
     print(
         "| transport | N | ours tok/s | TTFT p50 / p95 | llama-server tok/s | TTFT p50 / p95 "
