@@ -343,18 +343,25 @@ def _theirs(model: Path, bin_dir: Path, args: argparse.Namespace) -> Iterator[tu
         yield http, ServerCpu(server.proc.pid)
 
 
-def _sides(
-    spec: str, model: Path, bin_dir: Path, args: argparse.Namespace, stack: contextlib.ExitStack, turn: int = 0
-) -> dict[str, tuple[Ask, OursCpu | ServerCpu]]:
-    """Every side, each on a fresh server of its own, started in an order that turns with `turn`.
+Maker = Callable[[], contextlib.AbstractContextManager[tuple[Ask, OursCpu | ServerCpu]]]
 
-    The order matters: at N=1 with the 1.5B model, ours over the websocket ran 0.87-0.92x of
-    llama-server when started first and 0.99x when started second, on a 2-core host."""
-    makers: dict[str, Callable[[], contextlib.AbstractContextManager[tuple[Ask, OursCpu | ServerCpu]]]]
-    makers = {"ours, websocket": lambda: _ours(spec, args, "ws")}
+
+def _makers(spec: str, model: Path, bin_dir: Path, args: argparse.Namespace) -> dict[str, Maker]:
+    """How to start each side on a fresh server of its own: ours over the websocket and over HTTP, then theirs."""
+    makers: dict[str, Maker] = {"ours, websocket": lambda: _ours(spec, args, "ws")}
     if not args.skip_http:
         makers["ours, HTTP"] = lambda: _ours(spec, args, "http")
     makers[THEIRS] = lambda: _theirs(model, bin_dir, args)
+    return makers
+
+
+def _sides(
+    makers: dict[str, Maker], stack: contextlib.ExitStack, turn: int
+) -> dict[str, tuple[Ask, OursCpu | ServerCpu]]:
+    """Every side started, in an order that turns with `turn`.
+
+    The order matters: at N=1 with the 1.5B model, ours over the websocket ran 0.87-0.92x of
+    llama-server when started first and 0.99x when started second, on a 2-core host."""
     names = list(makers)
     started = {name: stack.enter_context(makers[name]()) for name in _turned(names, turn)}
     return {name: started[name] for name in names}
@@ -387,10 +394,10 @@ def run_levels(spec: str, model: Path, bin_dir: Path, args: argparse.Namespace) 
     all up at once, and runs each level's sides back to back; both orders turn each round: a machine
     whose speed drifts (a shared host) moves every side alike, and the medians over rounds say the rest."""
     result: dict[str, Side] = {}
-    prompts = questions()
+    prompts, makers = questions(), _makers(spec, model, bin_dir, args)
     for r in range(args.rounds):
         with contextlib.ExitStack() as stack:
-            sides = _sides(spec, model, bin_dir, args, stack, turn=r)
+            sides = _sides(makers, stack, turn=r)
             asyncio.run(_one_round(sides, r, prompts, args, result))
     return result
 
@@ -398,11 +405,7 @@ def run_levels(spec: str, model: Path, bin_dir: Path, args: argparse.Namespace) 
 def run_loads(spec: str, model: Path, bin_dir: Path, args: argparse.Namespace) -> dict[str, Side]:
     """The persona and returning loads, each side on a fresh server (nothing cached from the levels)."""
     result: dict[str, Side] = {}
-    makers: dict[str, Callable[[], contextlib.AbstractContextManager[tuple[Ask, OursCpu | ServerCpu]]]]
-    makers = {"ours, websocket": lambda: _ours(spec, args, "ws"), THEIRS: lambda: _theirs(model, bin_dir, args)}
-    if not args.skip_http:
-        makers["ours, HTTP"] = lambda: _ours(spec, args, "http")
-    for name, make in makers.items():
+    for name, make in _makers(spec, model, bin_dir, args).items():
         with make() as (ask, cpu):
             # Ours: the persona load over the websocket, returning conversations over HTTP.
             persona_too = name != "ours, HTTP"
