@@ -41,7 +41,6 @@ def test_rows_match_the_full_reader(tmp_path: Path, kind: GGMLQuantizationType, 
 
     reference = {t.name: t for t in GGUFReader(path, "r").tensors}["token_embd.weight"]
     ids = [0, 3, 39, 3]
-
     expected = np.asarray(dequantize(np.ascontiguousarray(reference.data[ids]), kind), np.float32).reshape(4, 64)
     np.testing.assert_array_equal(table.rows(ids), expected)
     np.testing.assert_allclose(table.rows(ids), embd[ids], atol=0.05)  # and they are the rows written

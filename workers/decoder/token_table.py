@@ -18,25 +18,15 @@ from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
+from gguf import GGUFReader
 from gguf.constants import GGML_QUANT_SIZES, GGUF_DEFAULT_ALIGNMENT, GGUF_MAGIC, GGMLQuantizationType, GGUFValueType
 from gguf.quants import dequantize
 
 _TENSOR = "token_embd.weight"
 _ALIGNMENT_KEY = "general.alignment"
-# Bytes of each fixed-size metadata value; strings and arrays are walked.
-_SIZES = {
-    GGUFValueType.UINT8: 1,
-    GGUFValueType.INT8: 1,
-    GGUFValueType.BOOL: 1,
-    GGUFValueType.UINT16: 2,
-    GGUFValueType.INT16: 2,
-    GGUFValueType.UINT32: 4,
-    GGUFValueType.INT32: 4,
-    GGUFValueType.FLOAT32: 4,
-    GGUFValueType.UINT64: 8,
-    GGUFValueType.INT64: 8,
-    GGUFValueType.FLOAT64: 8,
-}
+# Bytes of each fixed-size metadata value, from gguf's own table of their numpy types; strings and
+# arrays are walked.
+_SIZES = {kind: np.dtype(t).itemsize for kind, t in GGUFReader.gguf_scalar_to_np.items()}
 
 
 class _Header:
@@ -60,24 +50,20 @@ class _Header:
         self.at += n
         return bytes(self.buf[self.at - n : self.at]).decode("utf-8")
 
-    def value(self, kind: GGUFValueType) -> int | None:
-        """Step over one value; returns it when it is an unsigned integer (what alignment is)."""
+    def skip(self, kind: GGUFValueType) -> None:
+        """Step over one metadata value."""
         if kind == GGUFValueType.STRING:
             n = self.u64()
             self.at += n
-            return None
-        if kind == GGUFValueType.ARRAY:
+        elif kind == GGUFValueType.ARRAY:
             inner, count = GGUFValueType(self.u32()), self.u64()
             if inner in _SIZES:
                 self.at += count * _SIZES[inner]
             else:
                 for _ in range(count):
-                    self.value(inner)
-            return None
-        fmt = {GGUFValueType.UINT32: "<I", GGUFValueType.UINT64: "<Q"}.get(kind)
-        value = struct.unpack_from(fmt, self.buf, self.at)[0] if fmt else None
-        self.at += _SIZES[kind]
-        return value
+                    self.skip(inner)
+        else:
+            self.at += _SIZES[kind]
 
 
 class TokenTable:
@@ -89,17 +75,18 @@ class TokenTable:
         n_tensors, n_fields = header.u64(), header.u64()
         alignment = GGUF_DEFAULT_ALIGNMENT
         for _ in range(n_fields):
-            key = header.string()
-            value = header.value(GGUFValueType(header.u32()))
-            if key == _ALIGNMENT_KEY and value:
-                alignment = value
+            key, kind = header.string(), GGUFValueType(header.u32())
+            if key == _ALIGNMENT_KEY and kind == GGUFValueType.UINT32:  # the type the format gives it
+                alignment = header.u32()
+            else:
+                header.skip(kind)
         found: tuple[list[int], GGMLQuantizationType, int] | None = None
         for _ in range(n_tensors):
             name = header.string()
             dims = [header.u64() for _ in range(header.u32())]
-            kind, offset = GGMLQuantizationType(header.u32()), header.u64()
+            qtype, offset = GGMLQuantizationType(header.u32()), header.u64()
             if name == _TENSOR:
-                found = dims, kind, offset
+                found = dims, qtype, offset
         if found is None:
             raise ValueError(f"{path.name} has no {_TENSOR} tensor")
         dims, self._type, offset = found
