@@ -110,6 +110,13 @@ class Settings(BaseSettings):
         description="GGUF file: a path, 'bundled:<name>', or 'hf:<repo>/<file>' (needs allow_downloads).",
     )
     decoder_model_sha256: str | None = Field(None, description="Expected sha256 of a model given by path.")
+    decoder_mmproj: str | None = Field(
+        None,
+        description="The model's llama.cpp multimodal projector (an mmproj GGUF: a path, or 'hf:<repo>/<file>'). "
+        "Image workers encode pictures with it and the decoder feeds its embeddings, instead of our CLIP and "
+        "projector.",
+    )
+    decoder_mmproj_sha256: str | None = Field(None, description="Expected sha256 of the mmproj file.")
     decoder_n_ctx: int = Field(4096, ge=256, description="Context length per sequence, in tokens.")
     decoder_n_batch: int = Field(
         2048,

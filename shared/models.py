@@ -21,9 +21,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from shared.errors import ModelError
+
+if TYPE_CHECKING:
+    from shared.config import Settings
 
 _CHUNK = 1 << 20
 
@@ -179,6 +182,25 @@ class ResolvedModel:
     path: Path  # a file, or a folder for folder models
     sha256: str  # of the file; of a folder, the sha256 of its sorted "sha256  name" manifest
     source: str  # "bundled", "hub" or "path"
+
+
+def resolve_decoder_models(settings: Settings) -> tuple[ResolvedModel, ResolvedModel | None]:
+    """The decoder's language model and its llama.cpp projector (`decoder_mmproj`) if one is set."""
+    s = settings
+    text = resolve_model(
+        s.decoder_model, s.models_dir, allow_downloads=s.allow_downloads, expected_sha256=s.decoder_model_sha256
+    )
+    if s.decoder_mmproj is None:
+        return text, None
+    mmproj = resolve_model(
+        s.decoder_mmproj, s.models_dir, allow_downloads=s.allow_downloads, expected_sha256=s.decoder_mmproj_sha256
+    )
+    return text, mmproj
+
+
+def mmproj_id(sha256: str) -> str:
+    """How an image embedding names the llama.cpp projector that made it; the decoder feeds only its own's."""
+    return f"mmproj:{sha256}"
 
 
 def sha256_file(path: Path) -> str:

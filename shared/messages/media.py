@@ -18,9 +18,16 @@ class EncoderStates(StrictModel):
 
 
 class ImageEmbedding(StrictModel):
-    """Header of a picture's CLIP embedding, stored beside its raw bytes."""
+    """Header of a picture's embedding, stored beside its raw bytes.
+
+    From CLIP: one vector, `[width]`, which the decoder's projector turns into soft tokens. From a
+    llama.cpp projector (`model` "mmproj:<sha256>"): `[tokens, width]` already in the language
+    model's input space, with the text tokens that model wants around them.
+    """
 
     v: Literal[1] = 1
     model: str
-    dtype: Literal["float32"] = "float32"
+    dtype: Literal["float16", "float32"] = "float32"
     shape: list[int]
+    before: list[int] = []
+    after: list[int] = []

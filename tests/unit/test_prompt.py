@@ -106,3 +106,15 @@ def test_both_mode_keeps_the_tags_and_adds_soft_tokens_for_what_they_do_not_say(
     shown = "".join(chr(t) if t >= 0 else "#" for t in prompt.tokens)
     assert "[Picture: colour: red, shape: circle, background: white, position: #]" in shown
     assert [v.tolist() for v in prompt.vectors.values()] == [[0.0, 0.0, 1.0]]
+
+
+def test_a_models_own_picture_goes_in_bare_between_its_marker_tokens():
+    template = ChatTemplate(None, bos_token="", eos_token="")
+    block = SoftBlock(np.ones((2, 3), dtype=np.float32), before=(7001,), after=(7002, 7003), native=True)
+    for mode in ("embed", "both"):
+        prompt = build_prompt(
+            template, _chars, [_picture_item()], "", max_tokens=1000, mode=mode, soft={("item_1", 0): block}
+        )  # type: ignore[arg-type]
+        assert prompt is not None
+        shown = "".join(chr(t) if 0 <= t < 7000 else "#" if t < 0 else f"<{t}>" for t in prompt.tokens)
+        assert "user\n<7001>##<7002><7003>what is it" in shown, mode

@@ -48,10 +48,18 @@ Floats = npt.NDArray[np.float32]
 @dataclass(frozen=True)
 class SoftBlock:
     """The soft tokens of one content part: vectors of shape (k, width), and optionally a name per
-    vector (what it was trained to say), rendered before it as "name: <vector>"."""
+    vector (what it was trained to say), rendered before it as "name: <vector>".
+
+    A picture a llama.cpp projector encoded (`native`) is the model's own image input: it goes in
+    bare where the picture is, as llama-server puts it, between the text tokens its model wants
+    around a picture (`before`, `after`).
+    """
 
     vectors: Floats
     names: tuple[str, ...] = ()
+    before: tuple[int, ...] = ()
+    after: tuple[int, ...] = ()
+    native: bool = False
 
 
 # (item id, content index) -> its soft tokens
@@ -164,7 +172,7 @@ def to_messages(
     instructions: str,
     mode: FusionMode = "text",
     soft: SoftInputs | None = None,
-    blocks: list[Floats] | None = None,
+    blocks: list[SoftBlock] | None = None,
 ) -> list[ChatMessage]:
     """Chat messages for the template; soft-token blocks are appended to `blocks`, marked in the text.
 
@@ -194,6 +202,9 @@ def to_messages(
         for index, part in enumerate(item.content):
             block = (soft or {}).get((item.id, index))
             if isinstance(part, InputImage) and mode != "text" and block is not None and blocks is not None:
+                if block.native:
+                    text.append(_mark(block, blocks))
+                    continue
                 said = _mark(block, blocks) if mode == "embed" else _with_tags(part.description or "", block, blocks)
                 text.append(f"[Picture: {said}]\n")
             elif isinstance(part, InputAudio) and mode != "text" and block is not None and blocks is not None:
@@ -215,19 +226,19 @@ def _arguments(text: str) -> Any:
         return text
 
 
-def _mark(block: SoftBlock, blocks: list[Floats]) -> str:
+def _mark(block: SoftBlock, blocks: list[SoftBlock]) -> str:
     """Markers for a block's soft tokens (one per named vector, else one for all), kept in `blocks`."""
     if len(block.names) != len(block.vectors):
-        blocks.append(block.vectors)
+        blocks.append(block)
         return _MARKER.format(len(blocks) - 1)
     marked = []
     for name, vector in zip(block.names, block.vectors, strict=True):
-        blocks.append(vector[None, :])
+        blocks.append(SoftBlock(vector[None, :]))
         marked.append(f"{name}: {_MARKER.format(len(blocks) - 1)}")
     return ", ".join(marked)
 
 
-def _with_tags(description: str, block: SoftBlock, blocks: list[Floats]) -> str:
+def _with_tags(description: str, block: SoftBlock, blocks: list[SoftBlock]) -> str:
     """`both`: the picture's tags, and soft tokens for what no tag says; each attribute said once.
 
     The tags are CLIP's calibrated zero-shot choices over the label set, so where a tag and a soft
@@ -255,7 +266,7 @@ class Prompt:
 
 
 def tokenize_with_soft(
-    text: str, blocks: Sequence[Floats], tokenize: Callable[[str], list[int]]
+    text: str, blocks: Sequence[SoftBlock], tokenize: Callable[[str], list[int]]
 ) -> tuple[list[int], dict[int, Floats]]:
     tokens: list[int] = []
     vectors: dict[int, Floats] = {}
@@ -265,9 +276,9 @@ def tokenize_with_soft(
             tokens += tokenize(piece) if piece else []
             continue
         block = blocks[int(piece)]
-        ids = soft_token_ids(block)
-        tokens += ids
-        vectors.update(zip(ids, block, strict=True))
+        ids = soft_token_ids(block.vectors)
+        tokens += [*block.before, *ids, *block.after]
+        vectors.update(zip(ids, block.vectors, strict=True))
     return tokens, vectors
 
 
@@ -287,7 +298,7 @@ def build_prompt(
     Returns None when even the newest item alone does not fit.
     """
     for dropped in range(max(len(items), 1)):
-        blocks: list[Floats] = []
+        blocks: list[SoftBlock] = []
         text = template.render(to_messages(items[dropped:], instructions, mode, soft, blocks), tools)
         tokens, vectors = tokenize_with_soft(text, blocks, tokenize)
         if len(tokens) <= max_tokens:

@@ -25,7 +25,7 @@ from shared.messages import (
     ResponseFinal,
 )
 from shared.metrics import DECODER_ACTIVE
-from shared.models import ResolvedModel, resolve_model
+from shared.models import ResolvedModel, resolve_decoder_models
 from shared.response_state import ResponseStore
 from shared.sessions import load_items
 from workers.base import ModelService
@@ -81,7 +81,8 @@ class DecoderService(ModelService[_Loaded]):
             "cpu_backend": models.model.backends.cpu_variant,
             "cpu_features": " ".join(models.model.backends.cpu_features),
             "devices": list(models.model.backends.devices),
-            "image_projector": None if image is None else f"{image.meta.encoder} -> k={image.meta.k}",
+            "image_projector": models.projectors.mmproj
+            or (None if image is None else f"{image.meta.encoder} -> k={image.meta.k}"),
             "audio_projector": None if audio is None else f"{audio.meta.encoder} -> 1 per {audio.meta.stack} frames",
         }
 
@@ -94,9 +95,7 @@ class DecoderService(ModelService[_Loaded]):
 
     def _build(self) -> _Loaded:
         s = self._settings
-        resolved = resolve_model(
-            s.decoder_model, s.models_dir, allow_downloads=s.allow_downloads, expected_sha256=s.decoder_model_sha256
-        )
+        resolved, mmproj = resolve_decoder_models(s)
         # In a child first: a library this CPU cannot run kills the child, and the next best variant
         # is tried; this worker says why when none runs.
         proven = probe(resolved.path, threads=s.decoder_threads, cpu_variant=s.decoder_cpu_variant)
@@ -120,7 +119,11 @@ class DecoderService(ModelService[_Loaded]):
             eos_token=model.special_token("eos"),
         )
         log.info("decoder model %s, sha256 %s", resolved.path.name, resolved.sha256[:12])
-        projectors = load_projectors(s, llm_sha256=resolved.sha256, llm_dim=model.n_embd)
+        if mmproj is not None:  # the image workers encode with it; the decoder needs only its id
+            log.info("multimodal projector %s, sha256 %s", mmproj.path.name, mmproj.sha256[:12])
+        projectors = load_projectors(
+            s, llm_sha256=resolved.sha256, llm_dim=model.n_embd, mmproj_sha256=mmproj.sha256 if mmproj else None
+        )
         engine = Engine(
             model,
             gather_s=s.decoder_gather_ms / 1000,

@@ -21,6 +21,7 @@ from shared.config import Settings
 from shared.errors import ModelError
 from shared.keys import Keys
 from shared.messages import EncoderStates, ImageEmbedding, InputAudio, InputImage, Item, MessageItem
+from shared.models import mmproj_id
 from workers.decoder.prompt import SoftBlock
 from workers.fusion.bundled import BundledProjector, bundled_projector
 from workers.fusion.projector import Modality, Projector, ProjectorMeta, ProjectorMismatch
@@ -35,23 +36,33 @@ P = TypeVar("P", Projector, SpeechProjector)
 class Projectors:
     image: Projector | None
     audio: SpeechProjector | None
+    # With a llama.cpp projector (`decoder_mmproj`) the image workers store the model's own image
+    # embeddings: the id they carry (`shared.models.mmproj_id`), and the model's width.
+    mmproj: str | None = None
+    width: int = 0
 
 
-def load_projectors(settings: Settings, *, llm_sha256: str, llm_dim: int) -> Projectors:
+def load_projectors(
+    settings: Settings, *, llm_sha256: str, llm_dim: int, mmproj_sha256: str | None = None
+) -> Projectors:
     """The configured projectors, each checked against the loaded language model.
 
     A projector named by path that does not fit is an error the operator must fix. The bundled ones
     fit the bundled language models: with another one (or another encoder) that modality reaches the
     model as text, and the log says so.
     """
-    image = _load(
-        "image",
-        settings.image_projector,
-        settings.image_projector_sha256,
-        bundled_projector("image", llm_sha256),
-        Projector.load,
-        llm_sha256=llm_sha256,
-        llm_dim=llm_dim,
+    image = (
+        None
+        if mmproj_sha256 is not None
+        else _load(
+            "image",
+            settings.image_projector,
+            settings.image_projector_sha256,
+            bundled_projector("image", llm_sha256),
+            Projector.load,
+            llm_sha256=llm_sha256,
+            llm_dim=llm_dim,
+        )
     )
     audio = _load(
         "audio",
@@ -62,7 +73,8 @@ def load_projectors(settings: Settings, *, llm_sha256: str, llm_dim: int) -> Pro
         llm_sha256=llm_sha256,
         llm_dim=llm_dim,
     )
-    return Projectors(image, audio)
+    mmproj = None if mmproj_sha256 is None else mmproj_id(mmproj_sha256)
+    return Projectors(image, audio, mmproj, llm_dim)
 
 
 def _load(
@@ -111,7 +123,7 @@ def soft_inputs(
     for item in items:
         item_id = item.id
         for index, part in enumerate(item.content if isinstance(item, MessageItem) else []):
-            if isinstance(part, InputImage) and projectors.image is not None:
+            if isinstance(part, InputImage) and (projectors.image is not None or projectors.mmproj is not None):
                 wanted.append((item_id, index, True, keys.item_image_embedding(session_id, item_id, index)))
             elif isinstance(part, InputAudio) and projectors.audio is not None:
                 wanted.append((item_id, index, False, keys.item_encoder_states(session_id, item_id)))
@@ -137,9 +149,11 @@ def soft_inputs(
 
 def _block(header: bytes, data: bytes, projectors: Projectors, *, image: bool) -> SoftBlock | None:
     if image:
-        assert projectors.image is not None
         picture = ImageEmbedding.model_validate_json(header)
         embedding = np.frombuffer(data, dtype=picture.dtype).reshape(picture.shape)
+        if projectors.mmproj is not None:
+            return _native(picture, embedding, projectors)
+        assert projectors.image is not None
         projectors.image.meta.check_input(picture.model, tuple(picture.shape))
         return SoftBlock(projectors.image(embedding), tuple(projectors.image.meta.slots.split()))
     assert projectors.audio is not None
@@ -148,3 +162,13 @@ def _block(header: bytes, data: bytes, projectors: Projectors, *, image: bool) -
     projectors.audio.meta.check_input(speech.model, (speech.shape[1],))
     vectors = projectors.audio(states)
     return SoftBlock(vectors) if len(vectors) else None
+
+
+def _native(picture: ImageEmbedding, embedding: np.ndarray, projectors: Projectors) -> SoftBlock:
+    """A picture the image worker encoded with the model's own projector: fed as it is."""
+    if picture.model != projectors.mmproj:
+        raise ProjectorMismatch(f"encoded by {picture.model}, this decoder feeds {projectors.mmproj}")
+    if embedding.ndim != 2 or embedding.shape[1] != projectors.width:
+        raise ProjectorMismatch(f"embeddings of shape {embedding.shape}, the model's width is {projectors.width}")
+    vectors = embedding.astype(np.float32)
+    return SoftBlock(vectors, before=tuple(picture.before), after=tuple(picture.after), native=True)

@@ -34,7 +34,7 @@ from shared.messages import (
     SessionEvent,
 )
 from shared.metrics import WORKER_ERRORS
-from shared.models import resolve_model
+from shared.models import mmproj_id, resolve_decoder_models, resolve_model
 from shared.redis_text import text
 from shared.sessions import SessionWriter
 from workers.base import ModelService
@@ -43,6 +43,7 @@ from workers.image.bundled import BUNDLED_SHA256, BUNDLED_WEIGHTS
 from workers.image.clip import ClipModel, Tag
 from workers.image.decode import BadImage, decode_image
 from workers.image.labels import load_groups
+from workers.image.mmproj import Encoded, MmprojEncoder
 from workers.presence import Presence
 
 log = logging.getLogger(__name__)
@@ -54,6 +55,8 @@ class _Loaded:
     batcher: MicroBatcher
     pretrained: str
     sha256: str
+    mmproj: MmprojEncoder | None  # the language model's own projector, when one is set
+    mmproj_id: str
 
 
 class ImageService(ModelService[_Loaded]):
@@ -67,7 +70,8 @@ class ImageService(ModelService[_Loaded]):
         self._reported = 0.0
 
     def _identity(self, models: _Loaded) -> dict[str, Any]:
-        return {"model": f"{models.clip.name}/{models.pretrained}", "sha256": models.sha256}
+        identity = {"model": f"{models.clip.name}/{models.pretrained}", "sha256": models.sha256}
+        return identity | ({"mmproj": models.mmproj_id} if models.mmproj else {})
 
     def shutdown(self) -> None:
         if (loaded := self._models) is not None:
@@ -81,7 +85,18 @@ class ImageService(ModelService[_Loaded]):
         pretrained, sha256 = self._pretrained()
         clip = ClipModel(s.clip_model, pretrained, load_groups(s.image_labels_file))
         batcher = MicroBatcher(clip.embed, max_batch=s.image_batch_size, max_wait_s=s.image_batch_wait_ms / 1000)
-        return _Loaded(clip, batcher, s.clip_pretrained, sha256)
+        mmproj, mmproj_name = self._mmproj()
+        return _Loaded(clip, batcher, s.clip_pretrained, sha256, mmproj, mmproj_name)
+
+    def _mmproj(self) -> tuple[MmprojEncoder | None, str]:
+        """The decoder model's llama.cpp projector, checked against that model, or none."""
+        s = self._settings
+        if s.decoder_mmproj is None:
+            return None, ""
+        text, mmproj = resolve_decoder_models(s)
+        assert mmproj is not None
+        encoder = MmprojEncoder(text.path, mmproj.path, threads=s.image_threads, cpu_variant=s.decoder_cpu_variant)
+        return encoder, mmproj_id(mmproj.sha256)
 
     def _pretrained(self) -> tuple[str | None, str]:
         """The checkpoint to load, verified by sha256 where it is a file."""
@@ -144,7 +159,16 @@ class ImageService(ModelService[_Loaded]):
         if request.frame and (kept := self._duplicate_of(sid, embedding)) is not None:
             self._drop(sid, item_id, "duplicate", kept)
             return
-        self._store_embedding(sid, item_id, request.content_index, embedding, loaded.clip.name)
+        if loaded.mmproj is not None:
+            try:
+                encoded = loaded.mmproj.encode(picture)
+            except ModelError as exc:  # a kind of projector the decoder cannot feed yet: the tags stand in
+                WORKER_ERRORS.labels("image", "mmproj").inc()
+                log.warning("picture %s/%d not encoded by the mmproj: %s", item_id, request.content_index, exc)
+            else:
+                self._store_mmproj(sid, item_id, request.content_index, encoded, loaded.mmproj_id)
+        else:
+            self._store_embedding(sid, item_id, request.content_index, embedding, loaded.clip.name)
         if request.frame:
             # Only the newest frame becomes the one later frames are compared with: an older frame
             # embedded in the same batch, or finishing later, must not take its place.
@@ -197,6 +221,15 @@ class ImageService(ModelService[_Loaded]):
         key = self._keys.item_image_embedding(sid, item_id, index)
         header = ImageEmbedding(model=model, shape=[int(embedding.shape[0])])
         self._r.hset(key, mapping={"header": header.model_dump_json(), "data": embedding.numpy().tobytes()})
+        self._r.expire(key, self._settings.session_ttl_s)
+
+    def _store_mmproj(self, sid: str, item_id: str, index: int, encoded: Encoded, model: str) -> None:
+        key = self._keys.item_image_embedding(sid, item_id, index)
+        data = encoded.embeddings.astype(np.float16)
+        header = ImageEmbedding(
+            model=model, dtype="float16", shape=list(data.shape), before=encoded.before, after=encoded.after
+        )
+        self._r.hset(key, mapping={"header": header.model_dump_json(), "data": data.tobytes()})
         self._r.expire(key, self._settings.session_ttl_s)
 
     def _blob(self, key: str) -> bytes:
