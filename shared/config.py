@@ -117,6 +117,10 @@ class Settings(BaseSettings):
         "projector.",
     )
     decoder_mmproj_sha256: str | None = Field(None, description="Expected sha256 of the mmproj file.")
+    encoded_cache_ttl_s: int = Field(
+        3600, ge=1, description="How long a picture the mmproj encoded is kept (by content) after its last use."
+    )
+    encoded_cache_mb: int = Field(256, ge=0, description="Most megabytes of such pictures kept in Redis (0: none).")
     decoder_n_ctx: int = Field(4096, ge=256, description="Context length per sequence, in tokens.")
     decoder_n_batch: int = Field(
         2048,

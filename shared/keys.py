@@ -1,8 +1,9 @@
 """Names of every Redis key the service writes, in one place.
 
-Each key is owned by a session, a response, a file or a batch and carries a TTL, so nothing
-outlives its use by long; owners that end delete theirs at once (a realtime session, when its socket
-closes, its keys, its items' media and its ended responses; a worker, an upload it has handled).
+Each key is owned by a session, a response, a file, a batch or the image workers' cache of encoded
+pictures and carries a TTL, so nothing outlives its use by long; owners that end delete theirs at
+once (a realtime session, when its socket closes, its keys, its items' media and its ended
+responses; a worker, an upload it has handled).
 The two indexes of files and batches and the set of active batches have no TTL: they are pruned of
 entries whose key has gone. tests/e2e/test_soak.py checks all of it.
 """
@@ -77,6 +78,17 @@ class Keys:
 
     def item_image_embedding(self, session_id: str, item_id: str, index: int) -> str:
         return f"{self.prefix}:image:{session_id}:item:{item_id}:{index}:emb"
+
+    # Pictures encoded by a VLM's projector, by content (any session's): each entry, and the cache's
+    # index by last use and sizes (workers.image.encoded_cache owns them; all carry TTLs).
+    def encoded_picture(self, projector: str, digest: str) -> str:
+        return f"{self.prefix}:encoded:{projector}:{digest}"
+
+    def encoded_pictures_lru(self, projector: str) -> str:
+        return f"{self.prefix}:encoded:{projector}:lru"
+
+    def encoded_pictures_sizes(self, projector: str) -> str:
+        return f"{self.prefix}:encoded:{projector}:sizes"
 
     def session_events(self, session_id: str) -> str:
         return f"{self.prefix}:session:{session_id}:events"

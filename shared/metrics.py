@@ -66,6 +66,9 @@ TRANSCRIPTION_SECONDS = Histogram(
 IMAGE_BATCH_SIZE = Histogram(
     "mmstream_image_batch_size", "Pictures embedded in one forward pass.", buckets=(1, 2, 3, 4, 6, 8, 12, 16, 32)
 )
+IMAGE_MMPROJ = Counter(
+    "mmstream_image_mmproj_total", "Pictures for a VLM's projector, by source: encoded, or from the cache.", ["source"]
+)
 IMAGE_BATCH_SECONDS = Histogram("mmstream_image_batch_seconds", "Time of one forward pass.", buckets=_LATENCY)
 SPEECH_SECONDS = Histogram("mmstream_speech_seconds", "Time a speech worker took to speak one piece.", buckets=_LATENCY)
 WORKER_ERRORS = Counter("mmstream_worker_errors_total", "Work that failed in a worker, by code.", ["kind", "code"])

@@ -1,5 +1,6 @@
 """A VLM in llama.cpp's two-file form (text GGUF + mmproj): the picture encoded on the image worker,
-its embeddings fed by the decoder, gives token for token llama.cpp's own in-process reply (`mtmd`).
+its embeddings fed by the decoder, gives token for token llama.cpp's own in-process reply (`mtmd`),
+and the same picture again is not encoded again.
 
 The model is a tiny random-weight LLaVA-style pair (`training/tiny_vlm.py`): no real VLM is
 reachable offline, and what is compared does not depend on the weights.
@@ -20,7 +21,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.helpers import Stack, realtime, running_stack
+from tests.helpers import Stack, realtime, running_stack, wait_for
 from tests.pictures import image_message
 from training.tiny_vlm import TinyVlm, build
 
@@ -102,6 +103,12 @@ def _reference(vlm: TinyVlm, png: bytes) -> str:
     return "".join(out)
 
 
+def _passes(stack: Stack) -> dict[str, int]:
+    client = stack.redis()
+    [record] = client.mget(client.keys("mmtest:worker:image:*"))
+    return dict(json.loads(record or "{}").get("mmproj_passes", {}))
+
+
 async def test_a_picture_gets_llama_cpps_own_reply(vlm: TinyVlm, fresh_redis_url: str, tmp_path: Path):
     settings = {"decoder_model": str(vlm.text), "decoder_mmproj": str(vlm.mmproj), "fusion_mode": "embed"}
     with running_stack(fresh_redis_url, tmp_path, audio=0, **settings) as stack:
@@ -111,6 +118,9 @@ async def test_a_picture_gets_llama_cpps_own_reply(vlm: TinyVlm, fresh_redis_url
             replies.append(await asyncio.to_thread(_ask, stack, png))
             assert replies[-1] == _reference(vlm, png), f"picture {seed}"
         assert replies[0] != replies[1]  # the picture is what the model read
+        # The same picture in another session: the same reply, from the image workers' cache.
+        assert await asyncio.to_thread(_ask, stack, _picture(0)) == replies[0]
+        await asyncio.to_thread(wait_for, lambda: _passes(stack) == {"encoder": 2, "cache": 1}, 10, "a cache hit")
         async with realtime(stack.ws) as rt:  # a session's picture stays while the session does
             await rt.send(image_message("data:image/png;base64," + base64.b64encode(_picture(2)).decode()))
             done = (await rt.until("conversation.item.done"))[-1]

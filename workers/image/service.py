@@ -19,6 +19,7 @@ from typing import Any, Literal
 import numpy as np
 import redis
 import torch
+from PIL import Image
 
 from shared import media_tasks, streams
 from shared.config import Settings
@@ -33,7 +34,7 @@ from shared.messages import (
     InputImage,
     SessionEvent,
 )
-from shared.metrics import WORKER_ERRORS
+from shared.metrics import IMAGE_MMPROJ, WORKER_ERRORS
 from shared.models import mmproj_id, resolve_decoder_models, resolve_model
 from shared.redis_text import text
 from shared.sessions import SessionWriter
@@ -42,8 +43,9 @@ from workers.image.batcher import MicroBatcher
 from workers.image.bundled import BUNDLED_SHA256, BUNDLED_WEIGHTS
 from workers.image.clip import ClipModel, Tag
 from workers.image.decode import BadImage, decode_image
+from workers.image.encoded_cache import EncodedCache, Entry
 from workers.image.labels import load_groups
-from workers.image.mmproj import Encoded, MmprojEncoder
+from workers.image.mmproj import MmprojEncoder
 from workers.presence import Presence
 
 log = logging.getLogger(__name__)
@@ -56,7 +58,8 @@ class _Loaded:
     pretrained: str
     sha256: str
     mmproj: MmprojEncoder | None  # the language model's own projector, when one is set
-    mmproj_id: str
+    mmproj_sha256: str
+    encoded: EncodedCache | None  # what it encoded, by content
 
 
 class ImageService(ModelService[_Loaded]):
@@ -68,10 +71,11 @@ class ImageService(ModelService[_Loaded]):
             client, self._keys, ttl_s=settings.session_ttl_s, max_items=settings.max_conversation_items
         )
         self._reported = 0.0
+        self._mmproj_passes = {"encoder": 0, "cache": 0}
 
     def _identity(self, models: _Loaded) -> dict[str, Any]:
         identity = {"model": f"{models.clip.name}/{models.pretrained}", "sha256": models.sha256}
-        return identity | ({"mmproj": models.mmproj_id} if models.mmproj else {})
+        return identity | ({"mmproj": mmproj_id(models.mmproj_sha256)} if models.mmproj else {})
 
     def shutdown(self) -> None:
         if (loaded := self._models) is not None:
@@ -86,7 +90,12 @@ class ImageService(ModelService[_Loaded]):
         clip = ClipModel(s.clip_model, pretrained, load_groups(s.image_labels_file))
         batcher = MicroBatcher(clip.embed, max_batch=s.image_batch_size, max_wait_s=s.image_batch_wait_ms / 1000)
         mmproj, mmproj_name = self._mmproj()
-        return _Loaded(clip, batcher, s.clip_pretrained, sha256, mmproj, mmproj_name)
+        encoded = None
+        if mmproj is not None and s.encoded_cache_mb > 0:
+            encoded = EncodedCache(
+                self._r, self._keys, mmproj_name, ttl_s=s.encoded_cache_ttl_s, cap_bytes=s.encoded_cache_mb << 20
+            )
+        return _Loaded(clip, batcher, s.clip_pretrained, sha256, mmproj, mmproj_name, encoded)
 
     def _mmproj(self) -> tuple[MmprojEncoder | None, str]:
         """The decoder model's llama.cpp projector, checked against that model, or none."""
@@ -96,7 +105,7 @@ class ImageService(ModelService[_Loaded]):
         text, mmproj = resolve_decoder_models(s)
         assert mmproj is not None
         encoder = MmprojEncoder(text.path, mmproj.path, threads=s.image_threads, cpu_variant=s.decoder_cpu_variant)
-        return encoder, mmproj_id(mmproj.sha256)
+        return encoder, mmproj.sha256
 
     def _pretrained(self) -> tuple[str | None, str]:
         """The checkpoint to load, verified by sha256 where it is a file."""
@@ -140,7 +149,8 @@ class ImageService(ModelService[_Loaded]):
             return
         loaded = self._load()
         try:
-            picture = decode_image(self._blob(request.blob_key), max_pixels=self._settings.max_image_pixels)
+            blob = self._blob(request.blob_key)
+            picture = decode_image(blob, max_pixels=self._settings.max_image_pixels)
         except BadImage as exc:
             WORKER_ERRORS.labels("image", "invalid_image").inc()
             self._writer.set_description(sid, item_id, request.content_index, "")
@@ -160,13 +170,7 @@ class ImageService(ModelService[_Loaded]):
             self._drop(sid, item_id, "duplicate", kept)
             return
         if loaded.mmproj is not None:
-            try:
-                encoded = loaded.mmproj.encode(picture)
-            except ModelError as exc:  # a kind of projector the decoder cannot feed yet: the tags stand in
-                WORKER_ERRORS.labels("image", "mmproj").inc()
-                log.warning("picture %s/%d not encoded by the mmproj: %s", item_id, request.content_index, exc)
-            else:
-                self._store_mmproj(sid, item_id, request.content_index, encoded, loaded.mmproj_id)
+            self._encode_natively(loaded, request, picture, blob)
         else:
             self._store_embedding(sid, item_id, request.content_index, embedding, loaded.clip.name)
         if request.frame:
@@ -223,13 +227,38 @@ class ImageService(ModelService[_Loaded]):
         self._r.hset(key, mapping={"header": header.model_dump_json(), "data": embedding.numpy().tobytes()})
         self._r.expire(key, self._settings.session_ttl_s)
 
-    def _store_mmproj(self, sid: str, item_id: str, index: int, encoded: Encoded, model: str) -> None:
-        key = self._keys.item_image_embedding(sid, item_id, index)
-        data = encoded.embeddings.astype(np.float16)
-        header = ImageEmbedding(
-            model=model, dtype="float16", shape=list(data.shape), before=encoded.before, after=encoded.after
-        )
-        self._r.hset(key, mapping={"header": header.model_dump_json(), "data": data.tobytes()})
+    def _encode_natively(
+        self, loaded: _Loaded, request: DescribeImageRequest, picture: Image.Image, blob: bytes
+    ) -> None:
+        """The picture through the model's own projector, or from the cache when it was encoded before."""
+        assert loaded.mmproj is not None
+        item_id, index = request.item_id, request.content_index
+        digest = EncodedCache.digest(blob)
+        entry = loaded.encoded.get(digest) if loaded.encoded else None
+        source = "cache" if entry else "encoder"
+        IMAGE_MMPROJ.labels(source).inc()
+        self._mmproj_passes[source] += 1  # in the presence record too, where operators and tests read it
+        self._presence.note(mmproj_passes=dict(self._mmproj_passes))
+        if entry is None:
+            try:
+                encoded = loaded.mmproj.encode(picture)
+            except ModelError as exc:  # a kind of projector the decoder cannot feed yet: the tags stand in
+                WORKER_ERRORS.labels("image", "mmproj").inc()
+                log.warning("picture %s/%d not encoded by the mmproj: %s", item_id, index, exc)
+                return
+            data = encoded.embeddings.astype(np.float16)
+            header = ImageEmbedding(
+                model=mmproj_id(loaded.mmproj_sha256),
+                dtype="float16",
+                shape=list(data.shape),
+                before=encoded.before,
+                after=encoded.after,
+            )
+            entry = Entry(header.model_dump_json().encode(), data.tobytes())
+            if loaded.encoded:
+                loaded.encoded.put(digest, entry)
+        key = self._keys.item_image_embedding(request.session_id, item_id, index)
+        self._r.hset(key, mapping={"header": entry.header, "data": entry.data})
         self._r.expire(key, self._settings.session_ttl_s)
 
     def _blob(self, key: str) -> bytes:
