@@ -71,20 +71,32 @@ def test_one_build_carries_every_x86_variant():
     assert _installed() >= set(VARIANT_FLAGS), "scripts/install.sh builds with GGML_CPU_ALL_VARIANTS"
 
 
-def test_this_machine_gets_the_best_variant_it_can_run(model: Path):
-    report = _report(_selftest(model, tokens=4))
+def _runnable_here() -> list[str]:
     flags = cpu_flags()
-    runnable = [
+    return [
         tag
         for tag in _installed()
         if tag in VARIANT_FLAGS and allowed_by_kernel(tag, flags) and tag not in KNOWN_BROKEN
     ]
+
+
+def _best(tags: list[str]) -> int:
+    return max(len(VARIANT_FLAGS[t]) for t in tags)
+
+
+def test_this_machine_gets_the_best_variant_it_can_run(model: Path):
+    report = _report(_selftest(model, tokens=4))
+    runnable = _runnable_here()
     assert report["cpu_variant"] in runnable
-    assert len(VARIANT_FLAGS[report["cpu_variant"]]) == max(len(VARIANT_FLAGS[t]) for t in runnable)
+    assert len(VARIANT_FLAGS[report["cpu_variant"]]) == _best(runnable)
     assert report["tokens"] == 4 and report["text"].strip()
 
 
 def test_an_emulated_haswell_runs_the_avx2_code(model: Path):
+    runnable = _runnable_here()
+    if "haswell" in runnable and len(VARIANT_FLAGS["haswell"]) == _best(runnable):
+        # Emulated AVX2 is slow (30 s on such a machine); the test above ran the same code for real.
+        pytest.skip("this CPU's best is the haswell code, which the test above ran on it")
     report = _report(_selftest(model, cpu="Haswell"))
     assert report["cpu_variant"] == "haswell"
     assert "AVX2" in report["cpu_features"] and not any(f.startswith("AVX512") for f in report["cpu_features"])
