@@ -51,7 +51,14 @@ async def test_embedding_is_stored_with_its_shape(stack: Stack):
         key = f"mmtest:image:{rt.events[0]['session']['id']}:item:{done['item']['id']}:0:emb"
         stored = redis.Redis.from_url(stack.redis_url).hgetall(key)
     header = json.loads(stored[b"header"])
-    assert header == {"v": 1, "model": "mmstream-clip-tiny", "dtype": "float32", "shape": [128]}
+    assert header == {
+        "v": 1,
+        "model": "mmstream-clip-tiny",
+        "dtype": "float32",
+        "shape": [128],
+        "before": [],
+        "after": [],
+    }
     assert len(stored[b"data"]) == 128 * 4
 
 
