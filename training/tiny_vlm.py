@@ -2,10 +2,15 @@
 
 No real VLM weights are reachable offline, and the question the tests ask (does our disaggregated
 path give the same greedy reply as llama.cpp's in-process `mtmd`?) does not depend on what the
-weights are. So this writes a LLaVA-style pair: a small "llama" text model with a byte-fallback
-SentencePiece vocabulary, and an `mmproj` file ("clip" arch, projector type "mlp": a ViT with a
-two-layer MLP onto the text model's width), with the tensor names clip.cpp loads. The files are
-seeded, so the same version writes the same bytes.
+weights are. So this writes two families, each a pair with the tensor names llama.cpp loads:
+- "llava": a small "llama" text model with a byte-fallback SentencePiece vocabulary, and an
+  `mmproj` file ("clip" arch, projector type "mlp": a ViT with a two-layer MLP onto the text
+  model's width);
+- "gemma3": a "gemma3" text model (token inputs scaled by the square root of the width inside the
+  graph, picture inputs not) and a "gemma3" projector (a SigLIP-style ViT, average-pooled 2 x 2, an
+  RMS norm and a projection), whose pictures come between `<start_of_image>` and `<end_of_image>`
+  and are attended both ways (mtmd's `mtmd_decode_use_non_causal`).
+The files are seeded, so the same version writes the same bytes.
 """
 
 from __future__ import annotations
@@ -14,12 +19,16 @@ import hashlib
 import string
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 from gguf import GGUFWriter, TokenType
 
 # Bump when the files change: the cache directory is named after it.
-VERSION = 2
+VERSION = 3
+
+Family = Literal["llava", "gemma3"]
+_IMAGE_MARKS = ["<start_of_image>", "<end_of_image>"]  # Gemma 3's, as mtmd writes them
 
 
 @dataclass(frozen=True)
@@ -41,12 +50,14 @@ class Shape:
     v_head: int = 2
     image_size: int = 32
     patch_size: int = 8  # 4 x 4 = 16 image tokens
+    merge: int = 2  # Gemma 3: patches pooled merge x merge into one token
 
 
-def _vocab() -> tuple[list[str], list[float], list[int]]:
-    """<unk>, <s>, </s>, the 256 byte tokens, then single characters and a few words."""
-    tokens = ["<unk>", "<s>", "</s>"]
-    types = [TokenType.UNKNOWN, TokenType.CONTROL, TokenType.CONTROL]
+def _vocab(family: Family) -> tuple[list[str], list[float], list[int]]:
+    """<unk>, <s>, </s> (and Gemma 3's picture marks), the 256 byte tokens, then single characters
+    and a few words."""
+    tokens = ["<unk>", "<s>", "</s>"] + (_IMAGE_MARKS if family == "gemma3" else [])
+    types = [TokenType.UNKNOWN] + [TokenType.CONTROL] * (len(tokens) - 1)
     tokens += [f"<0x{b:02X}>" for b in range(256)]
     types += [TokenType.BYTE] * 256
     pieces = ["\u2581"] + list(string.ascii_letters + string.digits + string.punctuation)
@@ -54,7 +65,7 @@ def _vocab() -> tuple[list[str], list[float], list[int]]:
     tokens += pieces
     types += [TokenType.NORMAL] * len(pieces)
     # SentencePiece merges pairs whose joined piece is in the vocabulary, highest score first.
-    scores = [0.0] * (3 + 256) + [-float(i) for i in range(len(pieces))]
+    scores = [0.0] * (len(tokens) - len(pieces)) + [-float(i) for i in range(len(pieces))]
     return tokens, scores, [int(t) for t in types]
 
 
@@ -62,9 +73,9 @@ def _weights(rng: np.random.Generator, *shape: int, scale: float = 0.2) -> np.nd
     return (rng.standard_normal(shape) * scale).astype(np.float32)
 
 
-def _write_text(path: Path, s: Shape, rng: np.random.Generator) -> None:
-    tokens, scores, types = _vocab()
-    w = GGUFWriter(str(path), "llama")
+def _write_text(path: Path, s: Shape, rng: np.random.Generator, family: Family) -> None:
+    tokens, scores, types = _vocab(family)
+    w = GGUFWriter(str(path), "llama" if family == "llava" else "gemma3")
     w.add_name("mmstream tiny VLM text model")
     w.add_context_length(s.n_ctx)
     w.add_embedding_length(s.n_embd)
@@ -83,7 +94,10 @@ def _write_text(path: Path, s: Shape, rng: np.random.Generator) -> None:
     w.add_eos_token_id(2)
     w.add_add_bos_token(True)
     # numpy shapes are (rows, columns): ggml's ne is the reverse, (input width, output width).
-    w.add_tensor("token_embd.weight", _weights(rng, len(tokens), s.n_embd, scale=1.0))
+    # Gemma scales token embeddings by sqrt(width) in its graph: so that they stay the size of a
+    # picture's, and a picture changes the reply, they are stored that much smaller.
+    embd_scale = 1.0 if family == "llava" else s.n_embd**-0.5
+    w.add_tensor("token_embd.weight", _weights(rng, len(tokens), s.n_embd, scale=embd_scale))
     for i in range(s.n_layer):
         w.add_tensor(f"blk.{i}.attn_norm.weight", np.ones(s.n_embd, np.float32))
         for name in ("attn_q", "attn_k", "attn_v", "attn_output"):
@@ -92,15 +106,21 @@ def _write_text(path: Path, s: Shape, rng: np.random.Generator) -> None:
         w.add_tensor(f"blk.{i}.ffn_gate.weight", _weights(rng, s.n_ff, s.n_embd))
         w.add_tensor(f"blk.{i}.ffn_up.weight", _weights(rng, s.n_ff, s.n_embd))
         w.add_tensor(f"blk.{i}.ffn_down.weight", _weights(rng, s.n_embd, s.n_ff))
+        if family == "gemma3":  # norms on each block's outputs and on the heads' queries and keys
+            head = s.n_embd // s.n_head
+            for name, width in (("post_attention_norm", s.n_embd), ("post_ffw_norm", s.n_embd)):
+                w.add_tensor(f"blk.{i}.{name}.weight", np.ones(width, np.float32))
+            for name in ("attn_q_norm", "attn_k_norm"):
+                w.add_tensor(f"blk.{i}.{name}.weight", np.ones(head, np.float32))
     w.add_tensor("output_norm.weight", np.ones(s.n_embd, np.float32))
     w.add_tensor("output.weight", _weights(rng, len(tokens), s.n_embd, scale=1.0))
     _finish(w)
 
 
-def _write_mmproj(path: Path, s: Shape, rng: np.random.Generator) -> None:
+def _write_mmproj(path: Path, s: Shape, rng: np.random.Generator, family: Family) -> None:
     w = GGUFWriter(str(path), "clip")
     w.add_name("mmstream tiny VLM projector")
-    w.add_string("clip.projector_type", "mlp")
+    w.add_string("clip.projector_type", "mlp" if family == "llava" else "gemma3")
     w.add_bool("clip.has_vision_encoder", True)
     w.add_bool("clip.has_audio_encoder", False)
     w.add_bool("clip.use_gelu", True)
@@ -118,8 +138,8 @@ def _write_mmproj(path: Path, s: Shape, rng: np.random.Generator) -> None:
     w.add_tensor("v.patch_embd.weight", _weights(rng, s.v_embd, 3, s.patch_size, s.patch_size))
     w.add_tensor("v.patch_embd.bias", np.zeros(s.v_embd, np.float32))
     w.add_tensor("v.position_embd.weight", _weights(rng, n_patches, s.v_embd))
-    w.add_tensor("v.pre_ln.weight", np.ones(s.v_embd, np.float32))
-    w.add_tensor("v.pre_ln.bias", np.zeros(s.v_embd, np.float32))
+    w.add_tensor(f"v.{_OUTER_LN[family]}.weight", np.ones(s.v_embd, np.float32))
+    w.add_tensor(f"v.{_OUTER_LN[family]}.bias", np.zeros(s.v_embd, np.float32))
     for i in range(s.v_layer):
         for norm in ("ln1", "ln2"):
             w.add_tensor(f"v.blk.{i}.{norm}.weight", np.ones(s.v_embd, np.float32))
@@ -131,12 +151,23 @@ def _write_mmproj(path: Path, s: Shape, rng: np.random.Generator) -> None:
         w.add_tensor(f"v.blk.{i}.ffn_up.bias", np.zeros(s.v_ff, np.float32))
         w.add_tensor(f"v.blk.{i}.ffn_down.weight", _weights(rng, s.v_embd, s.v_ff))
         w.add_tensor(f"v.blk.{i}.ffn_down.bias", np.zeros(s.v_embd, np.float32))
-    hidden = 2 * s.n_embd
-    w.add_tensor("mm.0.weight", _weights(rng, hidden, s.v_embd))
-    w.add_tensor("mm.0.bias", np.zeros(hidden, np.float32))
-    w.add_tensor("mm.2.weight", _weights(rng, s.n_embd, hidden))
-    w.add_tensor("mm.2.bias", np.zeros(s.n_embd, np.float32))
+    if family == "gemma3":
+        # Patches average-pooled `merge` x `merge` (clip.cpp's default is Gemma 3's 4), then an RMS
+        # norm and a projection onto the text width, (vision width, text width) as the file holds it.
+        w.add_uint32("clip.vision.projector.scale_factor", s.merge)
+        w.add_tensor("mm.soft_emb_norm.weight", np.ones(s.v_embd, np.float32))
+        w.add_tensor("mm.input_projection.weight", _weights(rng, s.v_embd, s.n_embd))
+    else:
+        hidden = 2 * s.n_embd
+        w.add_tensor("mm.0.weight", _weights(rng, hidden, s.v_embd))
+        w.add_tensor("mm.0.bias", np.zeros(hidden, np.float32))
+        w.add_tensor("mm.2.weight", _weights(rng, s.n_embd, hidden))
+        w.add_tensor("mm.2.bias", np.zeros(s.n_embd, np.float32))
     _finish(w)
+
+
+# LLaVA's ViT normalises before its blocks; SigLIP's (Gemma 3's) after them.
+_OUTER_LN: dict[Family, str] = {"llava": "pre_ln", "gemma3": "post_ln"}
 
 
 def _finish(w: GGUFWriter) -> None:
@@ -146,17 +177,21 @@ def _finish(w: GGUFWriter) -> None:
     w.close()
 
 
-def build(root: Path, shape: Shape = Shape(), seed: int = 0) -> TinyVlm:
-    """The pair under `root` (a cache: written once for a given version, shape and seed)."""
-    key = hashlib.sha256(f"{VERSION} {shape} {seed}".encode()).hexdigest()[:12]
-    out = root / f"tiny-vlm-{key}"
+def build(root: Path, shape: Shape | None = None, seed: int = 0, family: Family = "llava") -> TinyVlm:
+    """The pair under `root` (a cache: written once for a given version, family, shape and seed).
+
+    The default shapes give 16 picture tokens: LLaVA's 4 x 4 patches of 8 pixels; Gemma 3's 8 x 8
+    patches of 4 pixels, pooled 2 x 2."""
+    shape = shape or (Shape() if family == "llava" else Shape(patch_size=4))
+    key = hashlib.sha256(f"{VERSION} {family} {shape} {seed}".encode()).hexdigest()[:12]
+    out = root / f"tiny-{family}-{key}"
     vlm = TinyVlm(out / "tiny-vlm.gguf", out / "mmproj-tiny-vlm.gguf")
     if vlm.text.exists() and vlm.mmproj.exists():
         return vlm
     tmp = out.with_name(out.name + ".tmp")
     tmp.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
-    _write_text(tmp / vlm.text.name, shape, rng)
-    _write_mmproj(tmp / vlm.mmproj.name, shape, rng)
+    _write_text(tmp / vlm.text.name, shape, rng, family)
+    _write_mmproj(tmp / vlm.mmproj.name, shape, rng, family)
     tmp.rename(out)
     return vlm

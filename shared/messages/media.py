@@ -22,7 +22,9 @@ class ImageEmbedding(StrictModel):
 
     From CLIP: one vector, `[width]`, which the decoder's projector turns into soft tokens. From a
     llama.cpp projector (`model` "mmproj:<sha256>"): `[tokens, width]` already in the language
-    model's input space, with the text tokens that model wants around them.
+    model's input space, with the text tokens that model wants around them, and `causal` false
+    where the model attends both ways over the picture (Gemma 3: the picture is then read in one
+    decode call of its own, with causal attention off).
     """
 
     v: Literal[1] = 1
@@ -31,3 +33,4 @@ class ImageEmbedding(StrictModel):
     shape: list[int]
     before: list[int] = []
     after: list[int] = []
+    causal: bool = True

@@ -2,8 +2,9 @@
 its embeddings fed by the decoder, gives token for token llama.cpp's own in-process reply (`mtmd`),
 and the same picture again is not encoded again.
 
-The model is a tiny random-weight LLaVA-style pair (`training/tiny_vlm.py`): no real VLM is
-reachable offline, and what is compared does not depend on the weights.
+The models are tiny random-weight pairs (`training/tiny_vlm.py`), LLaVA-style and Gemma 3-style
+(marks around the picture, attention both ways over it, token inputs scaled and pictures not): no
+real VLM is reachable offline, and what is compared does not depend on the weights.
 """
 
 from __future__ import annotations
@@ -30,10 +31,13 @@ SYSTEM = "Describe."
 QUESTION = "What is this?"
 
 
+def _cache() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "mmstream" / "test-models"
+
+
 @pytest.fixture(scope="module")
 def vlm() -> TinyVlm:
-    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "mmstream" / "test-models"
-    return build(cache)
+    return build(_cache())
 
 
 def _picture(seed: int) -> bytes:
@@ -103,6 +107,15 @@ def _reference(vlm: TinyVlm, png: bytes) -> str:
     return "".join(out)
 
 
+async def _stored_header(stack: Stack, png: bytes) -> dict[str, object]:
+    """The header the image worker stored for a picture sent in a Realtime session (which keeps it)."""
+    async with realtime(stack.ws) as rt:
+        await rt.send(image_message("data:image/png;base64," + base64.b64encode(png).decode()))
+        done = (await rt.until("conversation.item.done"))[-1]
+        key = f"mmtest:image:{rt.events[0]['session']['id']}:item:{done['item']['id']}:0:emb"
+        return dict(json.loads(stack.redis().hget(key, "header") or "{}"))
+
+
 def _passes(stack: Stack) -> dict[str, int]:
     client = stack.redis()
     [record] = client.mget(client.keys("mmtest:worker:image:*"))
@@ -121,11 +134,30 @@ async def test_a_picture_gets_llama_cpps_own_reply(vlm: TinyVlm, fresh_redis_url
         # The same picture in another session: the same reply, from the image workers' cache.
         assert await asyncio.to_thread(_ask, stack, _picture(0)) == replies[0]
         await asyncio.to_thread(wait_for, lambda: _passes(stack) == {"encoder": 2, "cache": 1}, 10, "a cache hit")
-        async with realtime(stack.ws) as rt:  # a session's picture stays while the session does
-            await rt.send(image_message("data:image/png;base64," + base64.b64encode(_picture(2)).decode()))
-            done = (await rt.until("conversation.item.done"))[-1]
-            key = f"mmtest:image:{rt.events[0]['session']['id']}:item:{done['item']['id']}:0:emb"
-            stored = stack.redis().hget(key, "header")
-    header = json.loads(stored or "{}")
+        header = await _stored_header(stack, _picture(2))
     assert header["model"].startswith("mmproj:") and header["dtype"] == "float16"
     assert header["shape"] == [16, 64]  # 4 x 4 patches, in the text model's width
+
+
+async def test_a_gemma3_picture_is_read_both_ways_as_llama_cpp_reads_it(fresh_redis_url: str, tmp_path: Path):
+    vlm = build(_cache(), family="gemma3")
+    settings = {"decoder_model": str(vlm.text), "decoder_mmproj": str(vlm.mmproj), "fusion_mode": "embed"}
+    with running_stack(fresh_redis_url, tmp_path, audio=0, **settings) as stack:
+        replies = [await asyncio.to_thread(_ask, stack, _picture(seed)) for seed in (0, 1)]
+        assert replies == [_reference(vlm, _picture(seed)) for seed in (0, 1)]
+        assert replies[0] != replies[1]
+        header = await _stored_header(stack, _picture(2))
+    assert header["causal"] is False and header["shape"] == [16, 64]
+    marks = {_token(vlm, mark) for mark in ("<start_of_image>", "<end_of_image>")}
+    assert {*header["before"], *header["after"]} == marks
+
+
+def _token(vlm: TinyVlm, text: str) -> int:
+    from workers.decoder.llama import ContextConfig, LlamaModel
+
+    model = LlamaModel(vlm.text, ContextConfig(n_ctx_per_seq=64, n_seq=1, n_batch=64, n_threads=1, n_gpu_layers=0))
+    try:
+        [token] = model.tokenize(text)
+        return token
+    finally:
+        model.close()

@@ -58,6 +58,7 @@ async def test_embedding_is_stored_with_its_shape(stack: Stack):
         "shape": [128],
         "before": [],
         "after": [],
+        "causal": True,
     }
     assert len(stored[b"data"]) == 128 * 4
 

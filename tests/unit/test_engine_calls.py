@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from workers.decoder.engine import _MAX_CALLS, _MIN_CALL_TOKENS, _calls, _Slot
+from workers.decoder.engine import _MAX_CALLS, _MIN_CALL_TOKENS, Job, _calls, _Slot, _take
 
 
 def _runs(*lengths: int) -> list[tuple[_Slot, list[int]]]:
@@ -39,3 +39,12 @@ def test_a_long_prompt_after_short_ones_gets_a_call_of_its_own():
 def test_only_generating_sequences_make_one_call():
     assert _shape(_calls(_runs(1, 1, 1, 1), generating=4)) == [[1, 1, 1, 1]]
     assert _calls([], generating=0) == []
+
+
+def test_a_picture_attended_both_ways_is_taken_whole_and_alone():
+    picture = [-5, -6, -7, -8]
+    slot = _Slot(0, job=Job([1], 8, 0.0, 1.0, 0, 0.0, both_ways=frozenset(picture)), pending=[*picture, -9, 2, 3])
+    [(_, take)] = _take([slot], budget=2)
+    assert take == picture  # over the budget, and not joined to the causal soft token after it
+    other = _Slot(1, job=Job([1], 8, 0.0, 1.0, 0, 0.0), pending=[-5, -6, -7, 4])
+    assert _take([other], budget=2)[0][1] == [-5, -6]  # a causal run is cut at the budget

@@ -20,9 +20,10 @@ Time spent paused does not count against a background job's deadline.
 
 A prompt may hold soft tokens: negative ids standing for vectors in `Job.vectors` (projected
 picture or speech embeddings). llama.cpp takes either ids or vectors in one batch, so a sequence
-reads a run of one kind per step, and vectors are evaluated in their own decode call. A soft
-token's id is derived from its vector, so the prefix cache treats the same picture as the same
-input on the next turn.
+reads a run of one kind per step, and vectors are evaluated in their own decode call. A picture
+the model attends both ways over (`Job.both_ways`: Gemma 3) is read whole, in a call of its own
+with causal attention off. A soft token's id is derived from its vector, so the prefix cache
+treats the same picture as the same input on the next turn.
 """
 
 from __future__ import annotations
@@ -104,6 +105,7 @@ class Job:
     background: bool = False  # batch work: steps only while no interactive job is active
     resume: list[int] = field(default_factory=list)
     vectors: dict[int, npt.NDArray[np.float32]] = field(default_factory=dict)  # soft token id -> vector
+    both_ways: frozenset[int] = frozenset()  # soft tokens read whole, attending both ways
     grammar: Grammar | None = None  # what the reply must follow (structured output, tool calls)
     cancelled: threading.Event = field(default_factory=threading.Event)
     cancel_reason: str = "client_cancelled"
@@ -380,8 +382,12 @@ class Engine:
         try:
             # Vectors first: sampling reads the logits of the latest decode call.
             soft = [(slot, take) for slot, take in runs if take[0] < 0]
-            if soft:
-                self._decode(soft, vectors=True)
+            causal = [run for run in soft if not _both_ways(*run)]
+            if causal:
+                self._decode(causal, vectors=True)
+            for run in soft:
+                if _both_ways(*run):  # one picture a call: the mask then spans that picture alone
+                    self._decode([run], vectors=True, causal=False)
             ids = [(slot, take) for slot, take in runs if take[0] >= 0]
             calls = _calls(ids, len(generating))
             while calls:
@@ -410,7 +416,7 @@ class Engine:
         ]
         return _take(sorted(ready, key=lambda s: len(s.pending)), budget)
 
-    def _decode(self, runs: list[tuple[_Slot, list[int]]], *, vectors: bool) -> None:
+    def _decode(self, runs: list[tuple[_Slot, list[int]]], *, vectors: bool, causal: bool = True) -> None:
         """Evaluate each sequence's run in one decode call, then sample for those it completes."""
         tokens: list[tuple[int, int, int, bool]] = []
         entries: list[tuple[int, int, bool]] = []
@@ -436,7 +442,7 @@ class Engine:
             slot.pending = slot.pending[len(take) :]
         started = time.thread_time()
         if vectors:
-            self._model.decode_vectors(np.stack(rows), entries)
+            self._model.decode_vectors(np.stack(rows), entries, causal=causal)
         else:
             self._model.decode(tokens)
         self._in_decode += time.thread_time() - started
@@ -505,12 +511,14 @@ class Engine:
 
 
 def _take(slots: list[_Slot], budget: int) -> list[tuple[_Slot, list[int]]]:
-    """The next run of each slot's prompt, in order, until `budget` tokens are taken."""
+    """The next run of each slot's prompt, in order, until `budget` tokens are taken; a picture
+    attended both ways is taken whole (the decoder checked it fits a micro-batch)."""
     runs: list[tuple[_Slot, list[int]]] = []
     for slot in slots:
         if budget <= 0:
             break
-        take = _run(slot.pending, budget)
+        both_ways = slot.job.both_ways if slot.job is not None else frozenset()
+        take = _run(slot.pending, len(slot.pending) if slot.pending[0] in both_ways else budget, both_ways)
         budget -= len(take)
         runs.append((slot, take))
     return runs
@@ -538,15 +546,24 @@ def _calls(runs: list[tuple[_Slot, list[int]]], generating: int) -> list[list[tu
     return [call for call in calls if call]
 
 
+def _both_ways(slot: _Slot, take: list[int]) -> bool:
+    return slot.job is not None and take[0] in slot.job.both_ways
+
+
 def _name_os_thread(name: str) -> None:
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None).prctl(15, name.encode(), 0, 0, 0)  # PR_SET_NAME
 
 
-def _run(pending: list[int], limit: int) -> list[int]:
-    """The next inputs of one kind (ids, or soft tokens), at most `limit` of them."""
-    soft = pending[0] < 0
+def _run(pending: list[int], limit: int, both_ways: frozenset[int] = frozenset()) -> list[int]:
+    """The next inputs of one kind (ids, soft tokens, or soft tokens attended both ways), at most
+    `limit` of them."""
+
+    def kind(token: int) -> tuple[bool, bool]:
+        return token < 0, token in both_ways
+
+    first = kind(pending[0])
     n = 1
-    while n < min(limit, len(pending)) and (pending[n] < 0) == soft:
+    while n < min(limit, len(pending)) and kind(pending[n]) == first:
         n += 1
     return pending[:n]

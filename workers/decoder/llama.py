@@ -89,6 +89,7 @@ class LlamaModel:
         # so the sequences' caches together never outgrow it.
         self.n_ctx_per_seq = min(config.n_ctx_per_seq, C.llama_n_ctx_seq(self._ctx))
         self.n_batch = config.n_batch
+        self.n_ubatch = cparams.n_ubatch
         self.n_seq = config.n_seq
         self.n_embd = C.llama_model_n_embd(self._model)
         self.n_vocab = C.llama_vocab_n_tokens(self._vocab)
@@ -176,12 +177,20 @@ class LlamaModel:
         if rc != 0:
             raise DecodeError(rc)
 
-    def decode_vectors(self, vectors: npt.NDArray[np.float32], entries: Sequence[tuple[int, int, bool]]) -> None:
+    def decode_vectors(
+        self, vectors: npt.NDArray[np.float32], entries: Sequence[tuple[int, int, bool]], *, causal: bool = True
+    ) -> None:
         """Evaluate input vectors (rows of `vectors`, in token-embedding units) at (position, sequence,
-        wants_logits) entries in one llama_decode call: soft tokens in place of token ids."""
+        wants_logits) entries in one llama_decode call: soft tokens in place of token ids.
+
+        `causal` False: each vector also attends to those after it in its sequence, as Gemma 3 reads
+        a picture (mtmd_helper_decode_image_chunk does the same); they must fit in one micro-batch.
+        """
         rows = np.ascontiguousarray(vectors, dtype=np.float32) * np.float32(self.input_scale)
         if rows.shape != (len(entries), self.n_embd):
             raise ValueError(f"expected {len(entries)} vectors of width {self.n_embd}, got {rows.shape}")
+        if not causal and len(entries) > self.n_ubatch:
+            raise ValueError(f"{len(entries)} vectors attended both ways do not fit a micro-batch of {self.n_ubatch}")
         batch = self._vector_batch
         batch.n_tokens = len(entries)
         ctypes.memmove(batch.embd, rows.ctypes.data, rows.nbytes)
@@ -190,7 +199,14 @@ class LlamaModel:
             batch.n_seq_id[i] = 1
             batch.seq_id[i][0] = seq
             batch.logits[i] = logits
-        rc = C.llama_decode(self._ctx, batch)
+        if causal:
+            rc = C.llama_decode(self._ctx, batch)
+        else:
+            C.llama_set_causal_attn(self._ctx, False)
+            try:
+                rc = C.llama_decode(self._ctx, batch)
+            finally:
+                C.llama_set_causal_attn(self._ctx, True)
         if rc != 0:
             raise DecodeError(rc)
 

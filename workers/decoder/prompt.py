@@ -52,7 +52,8 @@ class SoftBlock:
 
     A picture a llama.cpp projector encoded (`native`) is the model's own image input: it goes in
     bare where the picture is, as llama-server puts it, between the text tokens its model wants
-    around a picture (`before`, `after`).
+    around a picture (`before`, `after`); where the model attends both ways over it (`causal`
+    false: Gemma 3), it is read whole in a decode call of its own with causal attention off.
     """
 
     vectors: Floats
@@ -60,6 +61,7 @@ class SoftBlock:
     before: tuple[int, ...] = ()
     after: tuple[int, ...] = ()
     native: bool = False
+    causal: bool = True
 
 
 # (item id, content index) -> its soft tokens
@@ -263,13 +265,17 @@ class Prompt:
     tokens: list[int]  # negative ids are soft tokens, their vectors in `vectors`
     dropped_items: int
     vectors: dict[int, Floats] = field(default_factory=dict)
+    both_ways: frozenset[int] = frozenset()  # soft tokens attended both ways (see `SoftBlock.causal`)
 
 
 def tokenize_with_soft(
     text: str, blocks: Sequence[SoftBlock], tokenize: Callable[[str], list[int]]
-) -> tuple[list[int], dict[int, Floats]]:
+) -> tuple[list[int], dict[int, Floats], frozenset[int]]:
+    """The text's tokens with each marked block's soft tokens in place; their vectors; and the soft
+    tokens attended both ways."""
     tokens: list[int] = []
     vectors: dict[int, Floats] = {}
+    both_ways: set[int] = set()
     pieces = _MARKER_RE.split(text)  # text, block number, text, block number, ..., text
     for i, piece in enumerate(pieces):
         if i % 2 == 0:
@@ -279,7 +285,9 @@ def tokenize_with_soft(
         ids = soft_token_ids(block.vectors)
         tokens += [*block.before, *ids, *block.after]
         vectors.update(zip(ids, block.vectors, strict=True))
-    return tokens, vectors
+        if not block.causal:
+            both_ways.update(ids)
+    return tokens, vectors, frozenset(both_ways)
 
 
 def build_prompt(
@@ -300,7 +308,7 @@ def build_prompt(
     for dropped in range(max(len(items), 1)):
         blocks: list[SoftBlock] = []
         text = template.render(to_messages(items[dropped:], instructions, mode, soft, blocks), tools)
-        tokens, vectors = tokenize_with_soft(text, blocks, tokenize)
+        tokens, vectors, both_ways = tokenize_with_soft(text, blocks, tokenize)
         if len(tokens) <= max_tokens:
-            return Prompt(tokens, dropped, vectors)
+            return Prompt(tokens, dropped, vectors, both_ways)
     return None

@@ -122,7 +122,12 @@ class DecoderService(ModelService[_Loaded]):
         if mmproj is not None:  # the image workers encode with it; the decoder needs only its id
             log.info("multimodal projector %s, sha256 %s", mmproj.path.name, mmproj.sha256[:12])
         projectors = load_projectors(
-            s, llm_sha256=resolved.sha256, llm_dim=model.n_embd, mmproj_sha256=mmproj.sha256 if mmproj else None
+            s,
+            llm_sha256=resolved.sha256,
+            llm_dim=model.n_embd,
+            mmproj_sha256=mmproj.sha256 if mmproj else None,
+            input_scale=model.input_scale,
+            n_ubatch=model.n_ubatch,
         )
         engine = Engine(
             model,
@@ -193,6 +198,7 @@ class DecoderService(ModelService[_Loaded]):
             prompt=prompt.tokens,
             resume=resume,
             vectors=prompt.vectors,
+            both_ways=prompt.both_ways,
             grammar=_grammar(request, loaded.model, tools=self._settings.decoder_tool_grammar),
             max_new_tokens=remaining,
             temperature=request.temperature,

@@ -40,10 +40,20 @@ class Projectors:
     # embeddings: the id they carry (`shared.models.mmproj_id`), and the model's width.
     mmproj: str | None = None
     width: int = 0
+    # What the decoder multiplies soft tokens by (`LlamaModel.input_scale`), and the most tokens it
+    # computes at once (a picture attended both ways must fit in one such pass).
+    input_scale: float = 1.0
+    n_ubatch: int = 0
 
 
 def load_projectors(
-    settings: Settings, *, llm_sha256: str, llm_dim: int, mmproj_sha256: str | None = None
+    settings: Settings,
+    *,
+    llm_sha256: str,
+    llm_dim: int,
+    mmproj_sha256: str | None = None,
+    input_scale: float = 1.0,
+    n_ubatch: int = 0,
 ) -> Projectors:
     """The configured projectors, each checked against the loaded language model.
 
@@ -74,7 +84,7 @@ def load_projectors(
         llm_dim=llm_dim,
     )
     mmproj = None if mmproj_sha256 is None else mmproj_id(mmproj_sha256)
-    return Projectors(image, audio, mmproj, llm_dim)
+    return Projectors(image, audio, mmproj, llm_dim, input_scale, n_ubatch)
 
 
 def _load(
@@ -165,10 +175,22 @@ def _block(header: bytes, data: bytes, projectors: Projectors, *, image: bool) -
 
 
 def _native(picture: ImageEmbedding, embedding: np.ndarray, projectors: Projectors) -> SoftBlock:
-    """A picture the image worker encoded with the model's own projector: fed as it is."""
+    """A picture the image worker encoded with the model's own projector: fed as it is.
+
+    The embeddings are already what the model's layers take: where the decoder scales soft tokens
+    as the model scales its token embeddings (Gemma), they are divided by that here so that they
+    reach the model unscaled, as mtmd feeds them.
+    """
     if picture.model != projectors.mmproj:
         raise ProjectorMismatch(f"encoded by {picture.model}, this decoder feeds {projectors.mmproj}")
     if embedding.ndim != 2 or embedding.shape[1] != projectors.width:
         raise ProjectorMismatch(f"embeddings of shape {embedding.shape}, the model's width is {projectors.width}")
-    vectors = embedding.astype(np.float32)
-    return SoftBlock(vectors, before=tuple(picture.before), after=tuple(picture.after), native=True)
+    if not picture.causal and len(embedding) > projectors.n_ubatch:
+        raise ProjectorMismatch(
+            f"a picture of {len(embedding)} tokens attended both ways needs "
+            f"MMSTREAM_DECODER_N_UBATCH >= {len(embedding)}"
+        )
+    vectors = embedding.astype(np.float32) / np.float32(projectors.input_scale)
+    return SoftBlock(
+        vectors, before=tuple(picture.before), after=tuple(picture.after), native=True, causal=picture.causal
+    )

@@ -2,8 +2,9 @@
 
 llama-server runs a VLM's vision encoder inside its one process; here the image worker runs it
 (llama.cpp's `mtmd` library, through llama-cpp-python's bindings) and stores what it gives: the
-picture's embeddings in the language model's input space, and the text tokens the model wants
-around them (some models mark a picture's start and end). The decoder feeds those as they are.
+picture's embeddings in the language model's input space, the text tokens the model wants
+around them (some models mark a picture's start and end), and whether the model attends both ways
+over the picture (Gemma 3) rather than only backwards. The decoder feeds those as they are.
 
 mtmd needs the text model for its vocabulary (those marker tokens) and its width, to check the
 projector's output against it. A vocabulary-only load leaves the width unset (and mtmd then skips
@@ -35,6 +36,7 @@ class Encoded:
     embeddings: npt.NDArray[np.float32]  # (tokens, model width)
     before: list[int]  # text tokens the model wants before the picture's embeddings
     after: list[int]  # and after them
+    causal: bool = True  # False: the model attends both ways over the picture, in one decode call
 
 
 class MmprojEncoder:
@@ -59,8 +61,8 @@ class MmprojEncoder:
         if not M.mtmd_support_vision(self._ctx):
             self.close()
             raise ModelError(f"{mmproj} has no vision encoder")
-        # Positions over a grid (Qwen2-VL's M-RoPE) and attention both ways over the picture
-        # (Gemma 3) need the decoder to feed what mtmd's helper feeds; until it does, say so.
+        # Positions over a grid (Qwen2-VL's M-RoPE) need the decoder to feed what mtmd's helper
+        # feeds; until it does, say so.
         if M.mtmd_decode_use_mrope(self._ctx):
             self.close()
             raise ModelError(f"{mmproj} needs M-RoPE positions, which the decoder does not feed yet")
@@ -89,6 +91,7 @@ class MmprojEncoder:
         before: list[int] = []
         after: list[int] = []
         embeddings: npt.NDArray[np.float32] | None = None
+        causal = True
         for i in range(M.mtmd_input_chunks_size(chunks)):
             chunk = M.mtmd_input_chunks_get(chunks, i)
             kind = M.mtmd_input_chunk_get_type(chunk)
@@ -97,8 +100,7 @@ class MmprojEncoder:
                 tokens = M.mtmd_input_chunk_get_tokens_text(chunk, ctypes.byref(n))
                 (before if embeddings is None else after).extend(tokens[: n.value])
             elif kind == _IMAGE and embeddings is None:
-                if M.mtmd_decode_use_non_causal(self._ctx, chunk):
-                    raise ModelError("the model attends both ways over a picture, which the decoder does not do yet")
+                causal = not M.mtmd_decode_use_non_causal(self._ctx, chunk)
                 if (rc := M.mtmd_encode_chunk(self._ctx, chunk)) != 0:
                     raise ModelError(f"mtmd could not encode the picture (code {rc})")
                 n_tokens = M.mtmd_input_chunk_get_n_tokens(chunk)
@@ -110,7 +112,7 @@ class MmprojEncoder:
                 raise ModelError("the projector cuts one picture into several; not supported yet")
         if embeddings is None:
             raise ModelError("mtmd gave no embeddings for the picture")
-        return Encoded(embeddings, before, after)
+        return Encoded(embeddings, before, after, causal)
 
     def close(self) -> None:
         if self._ctx:

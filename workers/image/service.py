@@ -253,6 +253,7 @@ class ImageService(ModelService[_Loaded]):
                 shape=list(data.shape),
                 before=encoded.before,
                 after=encoded.after,
+                causal=encoded.causal,
             )
             entry = Entry(header.model_dump_json().encode(), data.tobytes())
             if loaded.encoded:
