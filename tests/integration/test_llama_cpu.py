@@ -29,7 +29,8 @@ from workers.decoder.selftest import check_in_child, probe
 def model() -> Path:
     # Any GGUF shows which code runs; the smallest bundled one (SmolLM2-135M, the sentence-end
     # model) halves the time of a token under emulation.
-    return resolve_model("bundled:smollm2-135m-instruct-q4_1", Settings().models_dir).path
+    settings = Settings()
+    return resolve_model("bundled:smollm2-135m-instruct-q4_1", settings.models_dir, wheels_dir=settings.wheels_dir).path
 
 
 def _qemu() -> str:
@@ -150,3 +151,17 @@ def test_a_pinned_variant_that_dies_is_not_replaced(model: Path):
 def test_the_installed_library_passes_its_probe_here(model: Path):
     report = probe(model, threads=2, tokens=2)
     assert report["cpu_variant"] not in KNOWN_BROKEN and report["tokens"] == 2
+
+
+def test_a_passing_report_is_kept_and_reused_until_what_it_depends_on_changes(model: Path, tmp_path: Path):
+    always_dies = [sys.executable, "-c", f"import os; os.kill(os.getpid(), {int(signal.SIGILL)})"]
+    first = probe(model, threads=1, argv=[sys.executable, "-c", _DIES_ON_BEST], cache=tmp_path)
+    assert first["cpu_variant"] == "icelake" and "cached" not in first
+    again = probe(model, threads=1, argv=always_dies, cache=tmp_path)  # no child runs
+    assert again == {**first, "cached": True}
+    with pytest.raises(ModelError):  # another variant asked for: tested afresh
+        probe(model, threads=1, cpu_variant="zen4", argv=always_dies, cache=tmp_path)
+    copy = tmp_path / "copy.gguf"
+    copy.write_bytes(b"x")
+    with pytest.raises(ModelError):  # another model file
+        probe(copy, threads=1, argv=always_dies, cache=tmp_path)

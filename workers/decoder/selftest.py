@@ -8,12 +8,19 @@ code this CPU, or this VM, cannot run), the next best is tried, and the report s
 passed over. scripts/install.sh probes after every install, the decoder worker probes before
 loading its model (a library that dies then takes only a child with it) and loads the variant
 that passed, and the emulated-CPU tests run it in-process under qemu.
+
+The worker keeps each passing report (`PROVEN`), keyed by what could change the answer: the CPU's
+flags, the model file, the variant asked for and the llama.cpp libraries. A restart on the same
+machine, model and install then loads at once instead of after a child's whole test (2-4 s).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import hashlib
 import json
+import os
 import subprocess
 import sys
 import time
@@ -30,6 +37,8 @@ if TYPE_CHECKING:
 
 PROMPT = "The capital of France is"
 _TRYING = "selftest: CPU variant "
+# Where the decoder worker keeps passing reports (see the module's docstring).
+PROVEN = Path.home() / ".cache" / "mmstream" / "selftest"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -121,13 +130,50 @@ def _time_prompt(model: LlamaModel, n: int) -> float:
 
 
 def probe(
-    model: Path, *, threads: int, cpu_variant: str = "auto", tokens: int = 1, argv: list[str] | None = None
+    model: Path,
+    *,
+    threads: int,
+    cpu_variant: str = "auto",
+    tokens: int = 1,
+    argv: list[str] | None = None,
+    cache: Path | None = None,
 ) -> dict[str, object]:
     """The self-test in a child, and on a crash in another with the next best variant (unless one is
     pinned): the first report that passes, with `passed_over` naming each variant that died and how.
 
     Raises ModelError when none passes. `argv` replaces the command (tests make children that die).
+    With `cache`, a report that passed there before for the same key (`_proven_key`) is returned
+    without a child, marked `"cached": true`, and a new pass is kept there.
     """
+    entry = cache / f"{_proven_key(model, cpu_variant)}.json" if cache is not None else None
+    if entry is not None:
+        with contextlib.suppress(OSError, ValueError):
+            kept: dict[str, object] = json.loads(entry.read_text())
+            return {**kept, "cached": True}
+    report = _probe(model, threads=threads, cpu_variant=cpu_variant, tokens=tokens, argv=argv)
+    if entry is not None:
+        with contextlib.suppress(OSError):  # a cache: a worker that cannot write it still runs
+            entry.parent.mkdir(parents=True, exist_ok=True)
+            tmp = entry.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(report))
+            tmp.replace(entry)  # whole or not at all, with several workers starting together
+    return report
+
+
+def _proven_key(model: Path, cpu_variant: str) -> str:
+    """What a passing self-test depends on: the CPU's flags, the model file (by path, size and change
+    time), the variant asked for, and the llama.cpp libraries installed (their names, sizes, times)."""
+    from workers.decoder.backends import cpu_flags
+    from workers.decoder.llama import LIB_DIR
+
+    parts = [" ".join(sorted(cpu_flags())), cpu_variant]
+    for path in (model.resolve(), *sorted(LIB_DIR.glob("*"))):
+        stat = path.stat()
+        parts.append(f"{path} {stat.st_size} {stat.st_mtime_ns}")
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:24]
+
+
+def _probe(model: Path, *, threads: int, cpu_variant: str, tokens: int, argv: list[str] | None) -> dict[str, object]:
     passed_over: dict[str, str] = {}
     while True:
         extra = [a for tag in passed_over for a in ("--exclude-variant", tag)]

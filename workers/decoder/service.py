@@ -34,7 +34,7 @@ from workers.decoder.grammar import PARAM_SCHEMA, PARAM_TOOLS, BadFormat, Gramma
 from workers.decoder.llama import ContextConfig, LlamaModel
 from workers.decoder.prompt import ChatTemplate, SoftInputs, build_prompt
 from workers.decoder.relay import Relay
-from workers.decoder.selftest import probe
+from workers.decoder.selftest import PROVEN, probe
 from workers.fusion.inputs import Projectors, load_projectors, soft_inputs
 from workers.presence import Presence
 
@@ -98,7 +98,7 @@ class DecoderService(ModelService[_Loaded]):
         resolved, mmproj = resolve_decoder_models(s)
         # In a child first: a library this CPU cannot run kills the child, and the next best variant
         # is tried; this worker says why when none runs.
-        proven = probe(resolved.path, threads=s.decoder_threads, cpu_variant=s.decoder_cpu_variant)
+        proven = probe(resolved.path, threads=s.decoder_threads, cpu_variant=s.decoder_cpu_variant, cache=PROVEN)
         passed_over = cast(dict[str, str], proven.get("passed_over") or {})
         for variant, how in passed_over.items():
             log.warning("llama.cpp CPU variant %s %s in the self-test; passed over", variant, how)
