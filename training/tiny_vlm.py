@@ -9,7 +9,11 @@ weights are. So this writes two families, each a pair with the tensor names llam
 - "gemma3": a "gemma3" text model (token inputs scaled by the square root of the width inside the
   graph, picture inputs not) and a "gemma3" projector (a SigLIP-style ViT, average-pooled 2 x 2, an
   RMS norm and a projection), whose pictures come between `<start_of_image>` and `<end_of_image>`
-  and are attended both ways (mtmd's `mtmd_decode_use_non_causal`).
+  and are attended both ways (mtmd's `mtmd_decode_use_non_causal`);
+- "idefics3" (SmolVLM's): a "llama" text model and an "idefics3" projector (a SigLIP-style ViT, its
+  patches merged 2 x 2 and projected) that cuts a picture into tiles of 32 pixels (a 64-pixel
+  longest edge: up to 2 x 2 tiles and an overview), with `<fake_token_around_image>`, the tile's
+  `<row_r_col_c>`, `<global-img>` and newlines between them.
 The files are seeded, so the same version writes the same bytes.
 """
 
@@ -27,8 +31,14 @@ from gguf import GGUFWriter, TokenType
 # Bump when the files change: the cache directory is named after it.
 VERSION = 3
 
-Family = Literal["llava", "gemma3"]
-_IMAGE_MARKS = ["<start_of_image>", "<end_of_image>"]  # Gemma 3's, as mtmd writes them
+Family = Literal["llava", "gemma3", "idefics3"]
+# The marks mtmd puts around a picture and between its tiles (it looks the last two up by text).
+_MARKS: dict[Family, list[str]] = {
+    "llava": [],
+    "gemma3": ["<start_of_image>", "<end_of_image>"],
+    "idefics3": ["<fake_token_around_image>", "<global-img>", "<row_1_col_1>", "<row_1_col_2>", "<row_2_col_1>"],
+}
+_IDEFICS3_PIECES = ["\n\n"]  # mtmd asks for a token that is two newlines
 
 
 @dataclass(frozen=True)
@@ -50,18 +60,20 @@ class Shape:
     v_head: int = 2
     image_size: int = 32
     patch_size: int = 8  # 4 x 4 = 16 image tokens
-    merge: int = 2  # Gemma 3: patches pooled merge x merge into one token
+    merge: int = 2  # Gemma 3, Idefics3: patches merged merge x merge into one token
+    tiled_edge: int = 64  # Idefics3: a picture's longest edge, resized, before it is cut into tiles
 
 
 def _vocab(family: Family) -> tuple[list[str], list[float], list[int]]:
     """<unk>, <s>, </s> (and Gemma 3's picture marks), the 256 byte tokens, then single characters
     and a few words."""
-    tokens = ["<unk>", "<s>", "</s>"] + (_IMAGE_MARKS if family == "gemma3" else [])
+    tokens = ["<unk>", "<s>", "</s>"] + _MARKS[family]
     types = [TokenType.UNKNOWN] + [TokenType.CONTROL] * (len(tokens) - 1)
     tokens += [f"<0x{b:02X}>" for b in range(256)]
     types += [TokenType.BYTE] * 256
     pieces = ["\u2581"] + list(string.ascii_letters + string.digits + string.punctuation)
     pieces += ["\u2581" + w for w in ("the", "a", "is", "of", "what", "picture", "this", "colour", "in", "it")]
+    pieces += _IDEFICS3_PIECES if family == "idefics3" else []
     tokens += pieces
     types += [TokenType.NORMAL] * len(pieces)
     # SentencePiece merges pairs whose joined piece is in the vocabulary, highest score first.
@@ -75,7 +87,7 @@ def _weights(rng: np.random.Generator, *shape: int, scale: float = 0.2) -> np.nd
 
 def _write_text(path: Path, s: Shape, rng: np.random.Generator, family: Family) -> None:
     tokens, scores, types = _vocab(family)
-    w = GGUFWriter(str(path), "llama" if family == "llava" else "gemma3")
+    w = GGUFWriter(str(path), "gemma3" if family == "gemma3" else "llama")
     w.add_name("mmstream tiny VLM text model")
     w.add_context_length(s.n_ctx)
     w.add_embedding_length(s.n_embd)
@@ -96,7 +108,7 @@ def _write_text(path: Path, s: Shape, rng: np.random.Generator, family: Family) 
     # numpy shapes are (rows, columns): ggml's ne is the reverse, (input width, output width).
     # Gemma scales token embeddings by sqrt(width) in its graph: so that they stay the size of a
     # picture's, and a picture changes the reply, they are stored that much smaller.
-    embd_scale = 1.0 if family == "llava" else s.n_embd**-0.5
+    embd_scale = s.n_embd**-0.5 if family == "gemma3" else 1.0
     w.add_tensor("token_embd.weight", _weights(rng, len(tokens), s.n_embd, scale=embd_scale))
     for i in range(s.n_layer):
         w.add_tensor(f"blk.{i}.attn_norm.weight", np.ones(s.n_embd, np.float32))
@@ -120,7 +132,7 @@ def _write_text(path: Path, s: Shape, rng: np.random.Generator, family: Family) 
 def _write_mmproj(path: Path, s: Shape, rng: np.random.Generator, family: Family) -> None:
     w = GGUFWriter(str(path), "clip")
     w.add_name("mmstream tiny VLM projector")
-    w.add_string("clip.projector_type", "mlp" if family == "llava" else "gemma3")
+    w.add_string("clip.projector_type", "mlp" if family == "llava" else family)
     w.add_bool("clip.has_vision_encoder", True)
     w.add_bool("clip.has_audio_encoder", False)
     w.add_bool("clip.use_gelu", True)
@@ -157,6 +169,12 @@ def _write_mmproj(path: Path, s: Shape, rng: np.random.Generator, family: Family
         w.add_uint32("clip.vision.projector.scale_factor", s.merge)
         w.add_tensor("mm.soft_emb_norm.weight", np.ones(s.v_embd, np.float32))
         w.add_tensor("mm.input_projection.weight", _weights(rng, s.v_embd, s.n_embd))
+    elif family == "idefics3":
+        # Tiles of `image_size` pixels over a picture resized to a longest edge of `tiled_edge`; each
+        # tile's patches merged `merge` x `merge` (pixel shuffle) and projected onto the text width.
+        w.add_uint32("clip.vision.projector.scale_factor", s.merge)
+        w.add_uint32("clip.vision.preproc_image_size", s.tiled_edge)
+        w.add_tensor("mm.model.fc.weight", _weights(rng, s.n_embd, s.v_embd * s.merge**2))
     else:
         hidden = 2 * s.n_embd
         w.add_tensor("mm.0.weight", _weights(rng, hidden, s.v_embd))
@@ -167,7 +185,7 @@ def _write_mmproj(path: Path, s: Shape, rng: np.random.Generator, family: Family
 
 
 # LLaVA's ViT normalises before its blocks; SigLIP's (Gemma 3's) after them.
-_OUTER_LN: dict[Family, str] = {"llava": "pre_ln", "gemma3": "post_ln"}
+_OUTER_LN: dict[Family, str] = {"llava": "pre_ln", "gemma3": "post_ln", "idefics3": "post_ln"}
 
 
 def _finish(w: GGUFWriter) -> None:
@@ -181,8 +199,9 @@ def build(root: Path, shape: Shape | None = None, seed: int = 0, family: Family 
     """The pair under `root` (a cache: written once for a given version, family, shape and seed).
 
     The default shapes give 16 picture tokens: LLaVA's 4 x 4 patches of 8 pixels; Gemma 3's 8 x 8
-    patches of 4 pixels, pooled 2 x 2."""
-    shape = shape or (Shape() if family == "llava" else Shape(patch_size=4))
+    patches of 4 pixels, pooled 2 x 2. Idefics3's tiles are 4 x 4 patches of 8 pixels, merged 2 x 2:
+    4 tokens a tile."""
+    shape = shape or (Shape(patch_size=4) if family == "gemma3" else Shape())
     key = hashlib.sha256(f"{VERSION} {family} {shape} {seed}".encode()).hexdigest()[:12]
     out = root / f"tiny-{family}-{key}"
     vlm = TinyVlm(out / "tiny-vlm.gguf", out / "mmproj-tiny-vlm.gguf")

@@ -22,8 +22,10 @@ class ImageEmbedding(StrictModel):
 
     From CLIP: one vector, `[width]`, which the decoder's projector turns into soft tokens. From a
     llama.cpp projector (`model` "mmproj:<sha256>"): `[tokens, width]` already in the language
-    model's input space, with the text tokens that model wants around them, and `causal` false
-    where the model attends both ways over the picture (Gemma 3: the picture is then read in one
+    model's input space (every tile's, for a projector that cuts a picture into tiles); `layout`,
+    the picture's place in the prompt: text token ids (marks around the picture, a tile's row and
+    column) and -1 for each row of the embeddings, in order (empty: the rows alone); and `causal`
+    false where the model attends both ways over each tile (Gemma 3: a tile is then read in one
     decode call of its own, with causal attention off).
     """
 
@@ -31,6 +33,5 @@ class ImageEmbedding(StrictModel):
     model: str
     dtype: Literal["float16", "float32"] = "float32"
     shape: list[int]
-    before: list[int] = []
-    after: list[int] = []
+    layout: list[int] = []
     causal: bool = True

@@ -24,7 +24,7 @@ from PIL import Image
 
 from tests.helpers import Stack, realtime, running_stack, wait_for
 from tests.pictures import image_message
-from training.tiny_vlm import TinyVlm, build
+from training.tiny_vlm import Family, TinyVlm, build
 
 N_TOKENS = 12
 SYSTEM = "Describe."
@@ -139,17 +139,31 @@ async def test_a_picture_gets_llama_cpps_own_reply(vlm: TinyVlm, fresh_redis_url
     assert header["shape"] == [16, 64]  # 4 x 4 patches, in the text model's width
 
 
-async def test_a_gemma3_picture_is_read_both_ways_as_llama_cpp_reads_it(fresh_redis_url: str, tmp_path: Path):
-    vlm = build(_cache(), family="gemma3")
+@pytest.mark.parametrize("family", ["gemma3", "idefics3"])
+async def test_other_projectors_pictures_are_read_as_llama_cpp_reads_them(
+    family: Family, fresh_redis_url: str, tmp_path: Path
+):
+    """Gemma 3: marks around the picture, attention both ways over it, token inputs scaled and the
+    picture not. Idefics3 (SmolVLM): the picture cut into 2 x 2 tiles and an overview, with marks
+    between them."""
+    vlm = build(_cache(), family=family)
     settings = {"decoder_model": str(vlm.text), "decoder_mmproj": str(vlm.mmproj), "fusion_mode": "embed"}
     with running_stack(fresh_redis_url, tmp_path, audio=0, **settings) as stack:
         replies = [await asyncio.to_thread(_ask, stack, _picture(seed)) for seed in (0, 1)]
         assert replies == [_reference(vlm, _picture(seed)) for seed in (0, 1)]
         assert replies[0] != replies[1]
         header = await _stored_header(stack, _picture(2))
-    assert header["causal"] is False and header["shape"] == [16, 64]
-    marks = {_token(vlm, mark) for mark in ("<start_of_image>", "<end_of_image>")}
-    assert {*header["before"], *header["after"]} == marks
+    layout = header["layout"]
+    assert isinstance(layout, list)
+    if family == "gemma3":
+        start, end = _token(vlm, "<start_of_image>"), _token(vlm, "<end_of_image>")
+        assert header["causal"] is False and header["shape"] == [16, 64]
+        assert layout == [start, *[-1] * 16, end]
+    else:
+        assert header["causal"] is True and header["shape"] == [20, 64]  # 4 tiles and an overview, 4 tokens each
+        tiles = "".join("#" if t < 0 else "." for t in layout).split(".")
+        assert [len(run) for run in tiles if run] == [4] * 5
+        assert layout[layout.index(_token(vlm, "<global-img>")) + 1 :][:4] == [-1] * 4  # the overview
 
 
 def _token(vlm: TinyVlm, text: str) -> int:

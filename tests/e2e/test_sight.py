@@ -56,8 +56,7 @@ async def test_embedding_is_stored_with_its_shape(stack: Stack):
         "model": "mmstream-clip-tiny",
         "dtype": "float32",
         "shape": [128],
-        "before": [],
-        "after": [],
+        "layout": [],
         "causal": True,
     }
     assert len(stored[b"data"]) == 128 * 4

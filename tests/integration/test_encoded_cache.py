@@ -38,3 +38,11 @@ def test_an_entry_larger_than_the_cap_is_not_kept_and_an_expired_one_is_forgotte
     client.delete(keys.encoded_picture(("cd" * 32)[:16], "gone"))  # as when its TTL ran out
     assert cache.get("gone") is None
     assert client.zcard(keys.encoded_pictures_lru(("cd" * 32)[:16])) == 0
+
+
+def test_an_entry_another_version_wrote_is_encoded_again():
+    from workers.image.service import _readable
+
+    old = b'{"v": 1, "model": "mmproj:ab", "dtype": "float16", "shape": [16, 64], "before": [], "after": []}'
+    assert not _readable(Entry(old, b""))
+    assert _readable(Entry(b'{"v": 1, "model": "mmproj:ab", "shape": [16, 64], "layout": []}', b""))

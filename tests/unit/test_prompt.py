@@ -110,7 +110,7 @@ def test_both_mode_keeps_the_tags_and_adds_soft_tokens_for_what_they_do_not_say(
 
 def test_a_models_own_picture_goes_in_bare_between_its_marker_tokens():
     template = ChatTemplate(None, bos_token="", eos_token="")
-    block = SoftBlock(np.ones((2, 3), dtype=np.float32), before=(7001,), after=(7002, 7003), native=True)
+    block = SoftBlock(np.ones((2, 3), dtype=np.float32), layout=(7001, -1, -1, 7002, 7003), native=True)
     for mode in ("embed", "both"):
         prompt = build_prompt(
             template, _chars, [_picture_item()], "", max_tokens=1000, mode=mode, soft={("item_1", 0): block}
@@ -118,3 +118,19 @@ def test_a_models_own_picture_goes_in_bare_between_its_marker_tokens():
         assert prompt is not None
         shown = "".join(chr(t) if 0 <= t < 7000 else "#" if t < 0 else f"<{t}>" for t in prompt.tokens)
         assert "user\n<7001>##<7002><7003>what is it" in shown, mode
+
+
+def test_a_picture_in_tiles_has_each_tiles_tokens_between_its_marks():
+    template = ChatTemplate(None, bos_token="", eos_token="")
+    vectors = np.arange(12, dtype=np.float32).reshape(4, 3)  # two tiles of two
+    layout = (7001, -1, -1, 7002, 7003, -1, -1, 7004)
+    block = SoftBlock(vectors, layout=layout, native=True, causal=False)
+    prompt = build_prompt(
+        template, _chars, [_picture_item()], "", max_tokens=1000, mode="embed", soft={("item_1", 0): block}
+    )  # type: ignore[arg-type]
+    assert prompt is not None
+    shown = "".join(chr(t) if 0 <= t < 7000 else "#" if t < 0 else f"<{t}>" for t in prompt.tokens)
+    assert "user\n<7001>##<7002><7003>##<7004>what is it" in shown
+    soft = [t for t in prompt.tokens if t < 0]
+    assert [prompt.vectors[t].tolist() for t in soft] == vectors.tolist()  # in order
+    assert prompt.both_ways == frozenset(soft)

@@ -51,15 +51,15 @@ class SoftBlock:
     vector (what it was trained to say), rendered before it as "name: <vector>".
 
     A picture a llama.cpp projector encoded (`native`) is the model's own image input: it goes in
-    bare where the picture is, as llama-server puts it, between the text tokens its model wants
-    around a picture (`before`, `after`); where the model attends both ways over it (`causal`
-    false: Gemma 3), it is read whole in a decode call of its own with causal attention off.
+    bare where the picture is, as llama-server puts it, in its `layout` (the text tokens its model
+    wants around a picture and between tiles, and -1 for each vector, in order; empty: the vectors
+    alone); where the model attends both ways over it (`causal` false: Gemma 3), each tile is read
+    whole in a decode call of its own with causal attention off.
     """
 
     vectors: Floats
     names: tuple[str, ...] = ()
-    before: tuple[int, ...] = ()
-    after: tuple[int, ...] = ()
+    layout: tuple[int, ...] = ()
     native: bool = False
     causal: bool = True
 
@@ -283,11 +283,20 @@ def tokenize_with_soft(
             continue
         block = blocks[int(piece)]
         ids = soft_token_ids(block.vectors)
-        tokens += [*block.before, *ids, *block.after]
+        tokens += _laid_out(block.layout, ids) if block.layout else ids
         vectors.update(zip(ids, block.vectors, strict=True))
         if not block.causal:
             both_ways.update(ids)
     return tokens, vectors, frozenset(both_ways)
+
+
+def _laid_out(layout: Sequence[int], ids: list[int]) -> list[int]:
+    """A layout's text tokens, with the soft tokens in order in place of its -1s."""
+    soft = iter(ids)
+    out = [next(soft) if token < 0 else token for token in layout]
+    if next(soft, None) is not None:
+        raise ValueError("a picture's layout has fewer places than it has vectors")
+    return out
 
 
 def build_prompt(

@@ -149,7 +149,7 @@ def soft_inputs(
             continue
         try:
             block = _block(header, data, projectors, image=image)
-        except ProjectorMismatch as exc:
+        except (ProjectorMismatch, ValueError) as exc:  # (ValueError: a header or size this version cannot read)
             log.warning("%s/%d not projected: %s", item_id, index, exc)
             continue
         if block is not None:
@@ -185,12 +185,19 @@ def _native(picture: ImageEmbedding, embedding: np.ndarray, projectors: Projecto
         raise ProjectorMismatch(f"encoded by {picture.model}, this decoder feeds {projectors.mmproj}")
     if embedding.ndim != 2 or embedding.shape[1] != projectors.width:
         raise ProjectorMismatch(f"embeddings of shape {embedding.shape}, the model's width is {projectors.width}")
-    if not picture.causal and len(embedding) > projectors.n_ubatch:
+    if picture.layout and picture.layout.count(-1) != len(embedding):
+        raise ProjectorMismatch(f"a layout of {picture.layout.count(-1)} places for {len(embedding)} embeddings")
+    if not picture.causal and (longest := _longest_tile(picture.layout or [-1] * len(embedding))) > projectors.n_ubatch:
         raise ProjectorMismatch(
-            f"a picture of {len(embedding)} tokens attended both ways needs "
-            f"MMSTREAM_DECODER_N_UBATCH >= {len(embedding)}"
+            f"a picture with tiles of {longest} tokens attended both ways needs MMSTREAM_DECODER_N_UBATCH >= {longest}"
         )
     vectors = embedding.astype(np.float32) / np.float32(projectors.input_scale)
-    return SoftBlock(
-        vectors, before=tuple(picture.before), after=tuple(picture.after), native=True, causal=picture.causal
-    )
+    return SoftBlock(vectors, layout=tuple(picture.layout), native=True, causal=picture.causal)
+
+
+def _longest_tile(layout: Sequence[int]) -> int:
+    longest = run = 0
+    for token in layout:
+        run = run + 1 if token < 0 else 0
+        longest = max(longest, run)
+    return longest

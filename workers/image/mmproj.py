@@ -3,8 +3,10 @@
 llama-server runs a VLM's vision encoder inside its one process; here the image worker runs it
 (llama.cpp's `mtmd` library, through llama-cpp-python's bindings) and stores what it gives: the
 picture's embeddings in the language model's input space, the text tokens the model wants
-around them (some models mark a picture's start and end), and whether the model attends both ways
-over the picture (Gemma 3) rather than only backwards. The decoder feeds those as they are.
+around them (some models mark a picture's start and end; those that cut a picture into tiles, as
+SmolVLM's Idefics3 projector does, put a tile's row and column between tiles), and whether the
+model attends both ways over the picture (Gemma 3) rather than only backwards. The decoder feeds
+those as they are.
 
 mtmd needs the text model for its vocabulary (those marker tokens) and its width, to check the
 projector's output against it. A vocabulary-only load leaves the width unset (and mtmd then skips
@@ -33,10 +35,14 @@ _TEXT, _IMAGE = 0, 1  # mtmd_input_chunk_type
 
 @dataclass(frozen=True)
 class Encoded:
-    embeddings: npt.NDArray[np.float32]  # (tokens, model width)
-    before: list[int]  # text tokens the model wants before the picture's embeddings
-    after: list[int]  # and after them
-    causal: bool = True  # False: the model attends both ways over the picture, in one decode call
+    embeddings: npt.NDArray[np.float32]  # (tokens, model width): every tile's, in order
+    # The picture's place in the prompt, in order: text token ids, and EMBEDDING for each row of
+    # `embeddings` (a tile is a run of them).
+    layout: list[int]
+    causal: bool = True  # False: the model attends both ways over each tile, in one decode call
+
+
+EMBEDDING = -1  # in a layout: the next row of the embeddings
 
 
 class MmprojEncoder:
@@ -88,9 +94,8 @@ class MmprojEncoder:
         bitmaps = (M.mtmd_bitmap_p_ctypes * 1)(bitmap)
         if (rc := M.mtmd_tokenize(self._ctx, chunks, ctypes.byref(text), bitmaps, 1)) != 0:
             raise ModelError(f"mtmd could not prepare the picture (code {rc})")
-        before: list[int] = []
-        after: list[int] = []
-        embeddings: npt.NDArray[np.float32] | None = None
+        layout: list[int] = []
+        tiles: list[npt.NDArray[np.float32]] = []
         causal = True
         for i in range(M.mtmd_input_chunks_size(chunks)):
             chunk = M.mtmd_input_chunks_get(chunks, i)
@@ -98,21 +103,22 @@ class MmprojEncoder:
             if kind == _TEXT:
                 n = ctypes.c_size_t()
                 tokens = M.mtmd_input_chunk_get_tokens_text(chunk, ctypes.byref(n))
-                (before if embeddings is None else after).extend(tokens[: n.value])
-            elif kind == _IMAGE and embeddings is None:
+                layout.extend(tokens[: n.value])
+            elif kind == _IMAGE:
                 causal = not M.mtmd_decode_use_non_causal(self._ctx, chunk)
                 if (rc := M.mtmd_encode_chunk(self._ctx, chunk)) != 0:
                     raise ModelError(f"mtmd could not encode the picture (code {rc})")
                 n_tokens = M.mtmd_input_chunk_get_n_tokens(chunk)
                 if M.mtmd_input_chunk_get_n_pos(chunk) != n_tokens:
                     raise ModelError("the projector gives a picture fewer positions than tokens; not supported yet")
-                out = M.mtmd_get_output_embd(self._ctx)
-                embeddings = np.ctypeslib.as_array(out, shape=(n_tokens * self._n_embd,)).reshape(n_tokens, -1).copy()
+                out = M.mtmd_get_output_embd(self._ctx)  # valid until the next encode: copied
+                tiles.append(np.ctypeslib.as_array(out, shape=(n_tokens * self._n_embd,)).reshape(n_tokens, -1).copy())
+                layout.extend([EMBEDDING] * n_tokens)
             else:
-                raise ModelError("the projector cuts one picture into several; not supported yet")
-        if embeddings is None:
+                raise ModelError(f"mtmd gave a chunk of kind {kind} for a picture")
+        if not tiles:
             raise ModelError("mtmd gave no embeddings for the picture")
-        return Encoded(embeddings, before, after, causal)
+        return Encoded(np.concatenate(tiles), layout, causal)
 
     def close(self) -> None:
         if self._ctx:

@@ -235,6 +235,8 @@ class ImageService(ModelService[_Loaded]):
         item_id, index = request.item_id, request.content_index
         digest = EncodedCache.digest(blob)
         entry = loaded.encoded.get(digest) if loaded.encoded else None
+        if entry is not None and not _readable(entry):  # written by another version: encoded again
+            entry = None
         source = "cache" if entry else "encoder"
         IMAGE_MMPROJ.labels(source).inc()
         self._mmproj_passes[source] += 1  # in the presence record too, where operators and tests read it
@@ -251,8 +253,7 @@ class ImageService(ModelService[_Loaded]):
                 model=mmproj_id(loaded.mmproj_sha256),
                 dtype="float16",
                 shape=list(data.shape),
-                before=encoded.before,
-                after=encoded.after,
+                layout=encoded.layout,
                 causal=encoded.causal,
             )
             entry = Entry(header.model_dump_json().encode(), data.tobytes())
@@ -293,3 +294,11 @@ def describe(tags: list[Tag]) -> str:
 
 def _rank(group: str) -> int:
     return _ORDER.index(group) if group in _ORDER else len(_ORDER)
+
+
+def _readable(entry: Entry) -> bool:
+    try:
+        ImageEmbedding.model_validate_json(entry.header)
+    except ValueError:
+        return False
+    return True
