@@ -6,7 +6,13 @@ gateway, Redis, Celery and one image worker whose micro-batcher embeds pictures 
 together in one forward pass. Baselines in the same run, same model, same thread count: decode +
 preprocess + `encode_image` one picture at a time, and in batches of the worker's batch size.
 
-    python -m bench.image
+    python -m bench.image                      # our mmstream-clip-tiny
+    python -m bench.image --model ViT-B-32     # any open_clip architecture, with random weights
+
+No pretrained CLIP is reachable offline, and the cost of a forward pass does not depend on the
+weights: `--model` writes a seeded random-weight checkpoint of that architecture once (cached in
+~/.cache/mmstream/bench) and gives it to the worker as `MMSTREAM_CLIP_PRETRAINED`, as a real
+checkpoint would be given.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import asyncio
 import io
 import json
 import time
+from pathlib import Path
 
 import redis
 import torch
@@ -68,16 +75,35 @@ def _direct(clip: ClipModel, raws: list[bytes], batch: int) -> float:
     return len(raws) / (time.perf_counter() - started)
 
 
+def _random_checkpoint(name: str) -> Path:
+    """A seeded random-weight checkpoint of an open_clip architecture (written once)."""
+    import open_clip
+
+    path = Path.home() / ".cache" / "mmstream" / "bench" / f"{name}-random-seed0.pt"
+    if not path.exists():
+        torch.manual_seed(0)
+        model = open_clip.create_model(name, pretrained=None)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        torch.save(model.state_dict(), tmp)
+        tmp.replace(path)
+    return path
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--model", default="mmstream-clip-tiny", help="an open_clip architecture, random weights")
     args = parser.parse_args()
+    pretrained = str(BUNDLED_WEIGHTS) if args.model == "mmstream-clip-tiny" else str(_random_checkpoint(args.model))
     worker = {
         "image_threads": str(args.threads),
         "image_batch_size": str(args.batch),
         "image_concurrency": str(args.batch),
     }
+    if args.model != "mmstream-clip-tiny":
+        worker |= {"clip_model": args.model, "clip_pretrained": pretrained}
     with bench_stack({"decode": 1, "audio": 1, "image": 1}, **worker) as stack:
         asyncio.run(_session(stack.ws, _pictures(4, 99_000)))  # warm-up
         path = asyncio.run(_through_worker(stack.ws))
@@ -88,13 +114,13 @@ def main() -> None:
         batches = workers[0].get("batch_sizes", {}) if workers else {}
 
     torch.set_num_threads(args.threads)
-    clip = ClipModel("mmstream-clip-tiny", str(BUNDLED_WEIGHTS), DEFAULT_GROUPS)
+    clip = ClipModel(args.model, pretrained, DEFAULT_GROUPS)
     import base64
 
     raws = [base64.b64decode(u.split(",", 1)[1]) for u in _pictures(SESSIONS * PER_SESSION, 0)]
     one = _direct(clip, raws, 1)
     batched = _direct(clip, raws, args.batch)
-    print(f"{SESSIONS * PER_SESSION} pictures, torch threads {args.threads}, worker batch {args.batch}")
+    print(f"{args.model}: {SESSIONS * PER_SESSION} pictures, torch threads {args.threads}, worker batch {args.batch}")
     print(f"{'through the worker (ws, Celery, Redis, micro-batching)':58}{path:8.1f} pictures/s")
     print(f"{'open_clip directly, batch 1':58}{one:8.1f} pictures/s")
     print(f"{f'open_clip directly, batch {args.batch}':58}{batched:8.1f} pictures/s")
