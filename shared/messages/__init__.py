@@ -59,6 +59,7 @@ from shared.messages.job_stream import (
     stream_event_adapter,
 )
 from shared.messages.media import (
+    LAYOUT_EMBEDDING,
     EncoderStates,
     ImageEmbedding,
 )
@@ -238,6 +239,7 @@ __all__ = [
     "ImageDescribed",
     "ImageDropped",
     "ImageEmbedding",
+    "LAYOUT_EMBEDDING",
     "ImageFailed",
     "ImageTag",
     "InputAudio",

@@ -17,6 +17,10 @@ class EncoderStates(StrictModel):
     frames_per_second: float
 
 
+# In an ImageEmbedding's `layout`: the place of the next row of the embeddings (text tokens are >= 0).
+LAYOUT_EMBEDDING = -1
+
+
 class ImageEmbedding(StrictModel):
     """Header of a picture's embedding, stored beside its raw bytes.
 
@@ -24,9 +28,9 @@ class ImageEmbedding(StrictModel):
     llama.cpp projector (`model` "mmproj:<sha256>"): `[tokens, width]` already in the language
     model's input space (every tile's, for a projector that cuts a picture into tiles); `layout`,
     the picture's place in the prompt: text token ids (marks around the picture, a tile's row and
-    column) and -1 for each row of the embeddings, in order (empty: the rows alone); and `causal`
-    false where the model attends both ways over each tile (Gemma 3: a tile is then read in one
-    decode call of its own, with causal attention off).
+    column) and LAYOUT_EMBEDDING for each row of the embeddings, in order (empty: the rows
+    alone); and `causal` false where the model attends both ways over each tile (Gemma 3: a tile
+    is then read in one decode call of its own, with causal attention off).
     """
 
     v: Literal[1] = 1

@@ -31,6 +31,7 @@ from jinja2.exceptions import TemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from shared.messages import (
+    LAYOUT_EMBEDDING,
     FunctionCallItem,
     FunctionCallOutputItem,
     FunctionTool,
@@ -52,8 +53,8 @@ class SoftBlock:
 
     A picture a llama.cpp projector encoded (`native`) is the model's own image input: it goes in
     bare where the picture is, as llama-server puts it, in its `layout` (the text tokens its model
-    wants around a picture and between tiles, and -1 for each vector, in order; empty: the vectors
-    alone); where the model attends both ways over it (`causal` false: Gemma 3), each tile is read
+    wants around a picture and between tiles, and LAYOUT_EMBEDDING for each vector, in order;
+    empty: the vectors alone); where the model attends both ways over it (`causal` false: Gemma 3), each tile is read
     whole in a decode call of its own with causal attention off.
     """
 
@@ -291,9 +292,9 @@ def tokenize_with_soft(
 
 
 def _laid_out(layout: Sequence[int], ids: list[int]) -> list[int]:
-    """A layout's text tokens, with the soft tokens in order in place of its -1s."""
+    """A layout's text tokens, with the soft tokens in order in its LAYOUT_EMBEDDING places."""
     soft = iter(ids)
-    out = [next(soft) if token < 0 else token for token in layout]
+    out = [next(soft) if token == LAYOUT_EMBEDDING else token for token in layout]
     if next(soft, None) is not None:
         raise ValueError("a picture's layout has fewer places than it has vectors")
     return out

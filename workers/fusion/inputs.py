@@ -20,7 +20,15 @@ import redis
 from shared.config import Settings
 from shared.errors import ModelError
 from shared.keys import Keys
-from shared.messages import EncoderStates, ImageEmbedding, InputAudio, InputImage, Item, MessageItem
+from shared.messages import (
+    LAYOUT_EMBEDDING,
+    EncoderStates,
+    ImageEmbedding,
+    InputAudio,
+    InputImage,
+    Item,
+    MessageItem,
+)
 from shared.models import mmproj_id
 from workers.decoder.prompt import SoftBlock
 from workers.fusion.bundled import BundledProjector, bundled_projector
@@ -185,9 +193,10 @@ def _native(picture: ImageEmbedding, embedding: np.ndarray, projectors: Projecto
         raise ProjectorMismatch(f"encoded by {picture.model}, this decoder feeds {projectors.mmproj}")
     if embedding.ndim != 2 or embedding.shape[1] != projectors.width:
         raise ProjectorMismatch(f"embeddings of shape {embedding.shape}, the model's width is {projectors.width}")
-    if picture.layout and picture.layout.count(-1) != len(embedding):
-        raise ProjectorMismatch(f"a layout of {picture.layout.count(-1)} places for {len(embedding)} embeddings")
-    if not picture.causal and (longest := _longest_tile(picture.layout or [-1] * len(embedding))) > projectors.n_ubatch:
+    layout = picture.layout or [LAYOUT_EMBEDDING] * len(embedding)
+    if (places := layout.count(LAYOUT_EMBEDDING)) != len(embedding):
+        raise ProjectorMismatch(f"a layout of {places} places for {len(embedding)} embeddings")
+    if not picture.causal and (longest := _longest_tile(layout)) > projectors.n_ubatch:
         raise ProjectorMismatch(
             f"a picture with tiles of {longest} tokens attended both ways needs MMSTREAM_DECODER_N_UBATCH >= {longest}"
         )
@@ -198,6 +207,6 @@ def _native(picture: ImageEmbedding, embedding: np.ndarray, projectors: Projecto
 def _longest_tile(layout: Sequence[int]) -> int:
     longest = run = 0
     for token in layout:
-        run = run + 1 if token < 0 else 0
+        run = run + 1 if token == LAYOUT_EMBEDDING else 0
         longest = max(longest, run)
     return longest

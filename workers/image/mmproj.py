@@ -28,6 +28,7 @@ from llama_cpp import mtmd_cpp as M
 from PIL import Image
 
 from shared.errors import ModelError
+from shared.messages import LAYOUT_EMBEDDING
 from workers.decoder.llama import init_backend
 
 _TEXT, _IMAGE = 0, 1  # mtmd_input_chunk_type
@@ -36,13 +37,10 @@ _TEXT, _IMAGE = 0, 1  # mtmd_input_chunk_type
 @dataclass(frozen=True)
 class Encoded:
     embeddings: npt.NDArray[np.float32]  # (tokens, model width): every tile's, in order
-    # The picture's place in the prompt, in order: text token ids, and EMBEDDING for each row of
-    # `embeddings` (a tile is a run of them).
+    # The picture's place in the prompt, in order: text token ids, and LAYOUT_EMBEDDING for each
+    # row of `embeddings` (a tile is a run of them).
     layout: list[int]
     causal: bool = True  # False: the model attends both ways over each tile, in one decode call
-
-
-EMBEDDING = -1  # in a layout: the next row of the embeddings
 
 
 class MmprojEncoder:
@@ -113,7 +111,7 @@ class MmprojEncoder:
                     raise ModelError("the projector gives a picture fewer positions than tokens; not supported yet")
                 out = M.mtmd_get_output_embd(self._ctx)  # valid until the next encode: copied
                 tiles.append(np.ctypeslib.as_array(out, shape=(n_tokens * self._n_embd,)).reshape(n_tokens, -1).copy())
-                layout.extend([EMBEDDING] * n_tokens)
+                layout.extend([LAYOUT_EMBEDDING] * n_tokens)
             else:
                 raise ModelError(f"mtmd gave a chunk of kind {kind} for a picture")
         if not tiles:
