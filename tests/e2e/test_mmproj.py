@@ -156,22 +156,25 @@ async def test_other_projectors_pictures_are_read_as_llama_cpp_reads_them(
     layout = header["layout"]
     assert isinstance(layout, list)
     if family == "gemma3":
-        start, end = _token(vlm, "<start_of_image>"), _token(vlm, "<end_of_image>")
+        start, end = _tokens(vlm, "<start_of_image>", "<end_of_image>")
         assert header["causal"] is False and header["shape"] == [16, 64]
         assert layout == [start, *[-1] * 16, end]
     else:
         assert header["causal"] is True and header["shape"] == [20, 64]  # 4 tiles and an overview, 4 tokens each
         tiles = "".join("#" if t < 0 else "." for t in layout).split(".")
         assert [len(run) for run in tiles if run] == [4] * 5
-        assert layout[layout.index(_token(vlm, "<global-img>")) + 1 :][:4] == [-1] * 4  # the overview
+        [overview] = _tokens(vlm, "<global-img>")
+        assert layout[layout.index(overview) + 1 :][:4] == [-1] * 4  # the overview
 
 
-def _token(vlm: TinyVlm, text: str) -> int:
+def _tokens(vlm: TinyVlm, *texts: str) -> list[int]:
+    """The id of each special token, from one load of the text model's vocabulary."""
     from workers.decoder.llama import ContextConfig, LlamaModel
 
     model = LlamaModel(vlm.text, ContextConfig(n_ctx_per_seq=64, n_seq=1, n_batch=64, n_threads=1, n_gpu_layers=0))
     try:
-        [token] = model.tokenize(text)
-        return token
+        ids = [model.tokenize(text) for text in texts]
     finally:
         model.close()
+    assert all(len(one) == 1 for one in ids), ids
+    return [one[0] for one in ids]

@@ -161,6 +161,9 @@ def test_a_passing_report_is_kept_and_reused_until_what_it_depends_on_changes(mo
     assert again == {**first, "cached": True}
     with pytest.raises(ModelError):  # another variant asked for: tested afresh
         probe(model, threads=1, cpu_variant="zen4", argv=always_dies, cache=tmp_path)
+    next(tmp_path.glob("*.json")).write_text("{}")  # damaged: tested afresh
+    with pytest.raises(ModelError):
+        probe(model, threads=1, argv=always_dies, cache=tmp_path)
     copy = tmp_path / "copy.gguf"
     copy.write_bytes(b"x")
     with pytest.raises(ModelError):  # another model file

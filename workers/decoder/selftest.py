@@ -149,7 +149,8 @@ def probe(
     if entry is not None:
         with contextlib.suppress(OSError, ValueError):
             kept: dict[str, object] = json.loads(entry.read_text())
-            return {**kept, "cached": True}
+            if isinstance(kept, dict) and "cpu_variant" in kept:  # else damaged: tested afresh
+                return {**kept, "cached": True}
     report = _probe(model, threads=threads, cpu_variant=cpu_variant, tokens=tokens, argv=argv)
     if entry is not None:
         with contextlib.suppress(OSError):  # a cache: a worker that cannot write it still runs
