@@ -2,7 +2,7 @@
 
 No real VLM weights are reachable offline, and the question the tests ask (does our disaggregated
 path give the same greedy reply as llama.cpp's in-process `mtmd`?) does not depend on what the
-weights are. So this writes two families, each a pair with the tensor names llama.cpp loads:
+weights are. So this writes three families, each a pair with the tensor names llama.cpp loads:
 - "llava": a small "llama" text model with a byte-fallback SentencePiece vocabulary, and an
   `mmproj` file ("clip" arch, projector type "mlp": a ViT with a two-layer MLP onto the text
   model's width);
@@ -65,8 +65,8 @@ class Shape:
 
 
 def _vocab(family: Family) -> tuple[list[str], list[float], list[int]]:
-    """<unk>, <s>, </s> (and Gemma 3's picture marks), the 256 byte tokens, then single characters
-    and a few words."""
+    """<unk>, <s>, </s> (and the family's picture marks), the 256 byte tokens, then single
+    characters and a few words."""
     tokens = ["<unk>", "<s>", "</s>"] + _MARKS[family]
     types = [TokenType.UNKNOWN] + [TokenType.CONTROL] * (len(tokens) - 1)
     tokens += [f"<0x{b:02X}>" for b in range(256)]
